@@ -1,0 +1,9 @@
+"""A local, in-memory stand-in for GrowPanel's custom-integration API (see docs/sandbox.md)."""
+
+from __future__ import annotations
+
+from sandbox.app import create_app
+from sandbox.config import SandboxConfig, StoreMode
+from sandbox.faults import FaultConfig
+
+__all__ = ["FaultConfig", "SandboxConfig", "StoreMode", "create_app"]

@@ -1,0 +1,51 @@
+"""The sandbox's settings, built by the CLI or by tests and passed to `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from sandbox.faults import FaultConfig
+
+
+class StoreMode(str, Enum):
+    """How much of each upserted object the sandbox keeps."""
+
+    FULL = "full"
+    """The whole object (its known fields), listed as stored."""
+    DIGEST = "digest"
+    """A 16-byte content digest only: enough for inserted/updated/unchanged, for big benchmarks."""
+
+
+@dataclass
+class SandboxConfig:
+    """Start-up settings of one sandbox instance."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    """API key -> the data source id it belongs to."""
+    max_batch: int = 1000
+    """Most rows one POST may carry; more is a 413."""
+    rate_limit: float | None = None
+    """Requests per second allowed per key (token bucket); None for no limit."""
+    inspect: bool = False
+    """Serve the `/_sandbox/ledger`, `requests`, `violations` and `reset-all` routes."""
+    progress_delay: float = 0.5
+    """Seconds a data source reports `processing` after its last stored batch."""
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    """Faults active from the start (changeable at run time)."""
+    store: StoreMode = StoreMode.FULL
+    """What is kept per object."""
+    request_log_limit: int = 100_000
+    """Most entries `/_sandbox/requests` keeps (oldest dropped first)."""
+    max_body_bytes: int = 64 * 1024 * 1024
+    """Largest request body read; more is a 413."""
+
+    def __post_init__(self) -> None:
+        """Check the values a typo could make meaningless."""
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ValueError("rate_limit must be positive (or None for no limit)")
+        if self.progress_delay < 0:
+            raise ValueError("progress_delay must not be negative")
+        self.store = StoreMode(self.store)
