@@ -1,0 +1,1 @@
+"""The demo backfill (README's first command) and the sample billing data it seeds."""

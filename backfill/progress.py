@@ -1,0 +1,118 @@
+"""Live progress for `start --wait` and `status --watch`: bars on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from models.tables import STAGES
+
+FINAL_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled", "paused")
+
+
+def _done(stage: dict[str, Any]) -> int:
+    return int(stage["rows"] - stage["pending"])
+
+
+class _Rate:
+    """Rows per second over the last ~10 s, and an ETA."""
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def update(self, done: int) -> float:
+        now = time.monotonic()
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > 10:
+            self.samples.popleft()
+        t0, d0 = self.samples[0]
+        return (done - d0) / (now - t0) if now > t0 else 0.0
+
+
+def _eta(left: int, rate: float) -> str:
+    if left <= 0:
+        return "0:00:00"
+    if rate <= 0:
+        return "--:--:--"
+    seconds = int(left / rate)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def outcome_line(doc: dict[str, Any]) -> str:
+    """One line of outcome counts over all stages."""
+    totals: dict[str, int] = {}
+    for stage in STAGES:
+        s = doc["stages"][stage]
+        for key, value in s["by_status"].items():
+            totals[key] = totals.get(key, 0) + value
+        for key in ("error", "invalid", "skipped", "pending"):
+            totals[key] = totals.get(key, 0) + s[key]
+    parts = [f"{k} {v}" for k, v in totals.items() if v]
+    return f"run {doc['run_id']} {doc['state']}: " + (", ".join(parts) if parts else "no rows yet")
+
+
+def watch(fetch: Callable[[], dict[str, Any]], interval: float = 0.5, stream: TextIO | None = None, until_final: bool = True) -> dict[str, Any]:
+    """Poll `fetch` (a status document) and show it until the run reaches a final or paused state."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        return _watch_bars(fetch, interval, stream, until_final)
+    return _watch_lines(fetch, max(interval, 2.0), stream, until_final)
+
+
+def _watch_bars(fetch: Callable[[], dict[str, Any]], interval: float, stream: TextIO, until_final: bool) -> dict[str, Any]:
+    console = Console(file=stream)
+    rates = {stage: _Rate() for stage in STAGES}
+    columns = (
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9} rows/s  ETA {task.fields[eta]}  {task.fields[state]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks = {stage: progress.add_task(stage, total=None, rate="0", eta="--:--:--", state="waiting") for stage in STAGES}
+        line = progress.add_task("", total=None, visible=True)
+        while True:
+            doc = fetch()
+            for stage in STAGES:
+                s = doc["stages"][stage]
+                done = _done(s)
+                rate = rates[stage].update(done)
+                total = s["rows"] if s.get("produced") else None
+                progress.update(
+                    tasks[stage],
+                    completed=done,
+                    total=total,
+                    rate=f"{rate:,.0f}",
+                    eta=_eta(s["rows"] - done, rate) if s["state"] != "done" else "0:00:00",
+                    state=s["state"],
+                )
+            progress.update(line, description=outcome_line(doc))
+            if not until_final or doc["state"] in FINAL_STATES:
+                return doc
+            time.sleep(interval)
+
+
+def _watch_lines(fetch: Callable[[], dict[str, Any]], interval: float, stream: TextIO, until_final: bool) -> dict[str, Any]:
+    rates = {stage: _Rate() for stage in STAGES}
+    while True:
+        doc = fetch()
+        parts = []
+        for stage in STAGES:
+            s = doc["stages"][stage]
+            done = _done(s)
+            rate = rates[stage].update(done)
+            parts.append(
+                f"{stage} {done}/{s['rows']} {s['state']}"
+                + (f" {rate:,.0f} rows/s ETA {_eta(s['rows'] - done, rate)}" if s["state"] == "running" else "")
+            )
+        print(" | ".join(parts), file=stream, flush=True)
+        print(outcome_line(doc), file=stream, flush=True)
+        if not until_final or doc["state"] in FINAL_STATES:
+            return doc
+        time.sleep(interval)

@@ -1,0 +1,35 @@
+"""Engines for the state database, built from settings (never at import time)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from backfill.errors import ConfigError
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and pick the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError("DATABASE_URL is malformed") from None
+    if parsed.drivername in {"postgresql", "postgres", "postgresql+psycopg"}:
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+
+
+def libpq_url(url: str) -> str:
+    """The same URL for psycopg itself (no SQLAlchemy driver suffix)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1).replace("postgres://", "postgresql://", 1)
+
+
+def make_engine(url: str, pool_size: int = 5, application_name: str = "growpanel-backfill") -> Engine:
+    """An engine for the state database; one per process."""
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"application_name": application_name, "connect_timeout": 10},
+    )

@@ -1,0 +1,278 @@
+"""Production of a run's batches: stream each stage from the source, check every row, write batches.
+
+Runs inside a worker (task `produce`), holding a lease on the run so a second delivery of the task or a
+sweeper's re-queue cannot produce twice. Batches are committed in checkpoints together with the number
+of stream rows they cover, so a producer that dies resumes exactly after the last committed batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, text
+
+from backfill.errors import ConfigError
+from models.tables import STAGES
+from producers.batching import BatchDraft, ManifestEntry, Packer
+from producers.mapping import Mapping, check_columns
+from producers.normalize import PayloadOptions, RowBuilder
+from producers.source import DUPS, GROUP, RANK, SourceReadError, StageReader, source_connection
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_BATCHES = 20
+CHECKPOINT_SECONDS = 1.0
+_DUMPS = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
+
+
+class LeaseLost(Exception):
+    """Another producer owns the run now, or the run stopped running."""
+
+
+@dataclass(frozen=True)
+class ProducerContext:
+    """What a producer needs; built by the worker (or by the CLI for a dry run)."""
+
+    engine: Engine
+    source_url: str
+    options: PayloadOptions
+    lease_seconds: float
+    owner: str
+    # Called after each checkpoint so the coordinator can dispatch what was just written.
+    on_checkpoint: Callable[[int], None]
+
+
+def claim_producer(conn: Connection, run_id: int, owner: str, lease_seconds: float) -> dict[str, Any] | None:
+    """Take (or renew) the producer lease of a running run; None when someone else holds it."""
+    row = conn.execute(
+        text(
+            """
+            UPDATE runs SET producer_owner = :owner, producer_lease_until = now() + make_interval(secs => :lease)
+            WHERE id = :run_id AND state = 'running'
+              AND (producer_owner IS NULL OR producer_owner = :owner OR producer_lease_until < now())
+            RETURNING pass_no, batch_size, mapping, data_source
+            """
+        ),
+        {"owner": owner, "lease": lease_seconds, "run_id": run_id},
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+def release_producer(conn: Connection, run_id: int, owner: str) -> None:
+    """Give the lease back (production finished or stopped)."""
+    conn.execute(
+        text("UPDATE runs SET producer_owner = NULL, producer_lease_until = NULL WHERE id = :r AND producer_owner = :o"),
+        {"r": run_id, "o": owner},
+    )
+
+
+def produce_run(ctx: ProducerContext, run_id: int) -> bool:
+    """Produce every stage not yet produced. Returns False if the lease could not be taken or was lost."""
+    with ctx.engine.begin() as conn:
+        run = claim_producer(conn, run_id, ctx.owner, ctx.lease_seconds)
+    if run is None:
+        return False
+    mapping = Mapping.from_json(run["mapping"])
+    try:
+        for stage in STAGES:
+            with ctx.engine.connect() as conn:
+                state = conn.execute(
+                    text("SELECT produced, rows_read, next_seq, tail_batch_id, tail_customer FROM run_stages WHERE run_id = :r AND stage = :s"),
+                    {"r": run_id, "s": stage},
+                ).mappings().one()
+            if state["produced"]:
+                continue
+            produce_stage(ctx, run_id, run["pass_no"], run["batch_size"], stage, mapping.queries[stage], dict(state))
+    except LeaseLost:
+        return False
+    finally:
+        with ctx.engine.begin() as conn:
+            release_producer(conn, run_id, ctx.owner)
+    return True
+
+
+def _targets(engine: Engine, run_id: int, pass_no: int, stage: str) -> list[str] | None:
+    if pass_no == 1:
+        return None
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text("SELECT external_id FROM retry_targets WHERE run_id = :r AND pass_no = :p AND entity = :s"),
+                {"r": run_id, "p": pass_no, "s": stage},
+            ).scalars()
+        )
+
+
+def produce_stage(
+    ctx: ProducerContext, run_id: int, pass_no: int, batch_size: int, stage: str, query: str, state: dict[str, Any]
+) -> None:
+    """Stream one stage from its checkpoint to the end, committing batches as they fill."""
+    targets = _targets(ctx.engine, run_id, pass_no, stage)
+    writer = _BatchWriter(ctx, run_id, pass_no, stage, state["tail_batch_id"])
+    if targets == []:
+        writer.finish(state["rows_read"], state["next_seq"], None)
+        return
+    with source_connection(ctx.source_url) as source:
+        reader = StageReader(source, stage, query, batch_size, targets)
+        try:
+            columns = reader.columns
+            check_columns(stage, [c for c in columns if not c.startswith("__gp_")])
+            builder = RowBuilder(stage, columns, reader.type_names, ctx.options)
+            dups_i, rank_i = columns.index(DUPS), columns.index(RANK)
+            group_i = columns.index(GROUP) if stage == "invoices" else None
+            cust_i = columns.index("customer_id") if stage == "invoices" else None
+            reader.skip(state["rows_read"])
+            packer = Packer(stage, batch_size, state["next_seq"], state["tail_customer"])
+            rows_read = state["rows_read"]
+            build = builder.build
+            for chunk in reader.chunks():
+                for row in chunk:
+                    rows_read += 1
+                    entry, body = _entry(build, row, dups_i, rank_i, rows_read)
+                    if group_i is not None:
+                        key = row[cust_i]  # type: ignore[index]
+                        draft = packer.add(entry, body, None if key is None else str(key), row[group_i])
+                    else:
+                        draft = packer.add(entry, body, None, 0)
+                    if draft is not None:
+                        writer.add(draft, rows_read)
+            last = packer.finish()
+            if last is not None:
+                writer.add(last, rows_read)
+            writer.finish(rows_read, packer.next_seq, None)
+        finally:
+            reader.close()
+
+
+def _entry(
+    build: Callable[[Any], Any], row: tuple[Any, ...], dups_i: int, rank_i: int, ordinal: int
+) -> tuple[ManifestEntry | None, bytes | None]:
+    """One manifest entry and payload body per row; None for the extra copies of a duplicated id."""
+    dups = row[dups_i]
+    if dups > 1 and row[rank_i] > 1:
+        return None, None
+    ext_id, payload, problems, customer_id, plan_id = build(row)
+    if ext_id is None:
+        ext_id = f"(no id: source row {ordinal})"
+        problems = problems or ["id is required"]
+    if dups > 1:
+        return [ext_id, None, "invalid", f"id appears {dups} times in the source", customer_id, plan_id], None
+    if problems:
+        return [ext_id, None, "invalid", "; ".join(problems), customer_id, plan_id], None
+    body = _DUMPS(payload, option=_SORT)
+    return [ext_id, hashlib.blake2b(body, digest_size=16).hexdigest(), None, None, customer_id, plan_id], body
+
+
+class _BatchWriter:
+    """Buffers drafts and commits them with the stream position, in checkpoints."""
+
+    def __init__(self, ctx: ProducerContext, run_id: int, pass_no: int, stage: str, tail_batch_id: int | None):
+        self.ctx = ctx
+        self.run_id = run_id
+        self.pass_no = pass_no
+        self.stage = stage
+        self.pending: list[tuple[BatchDraft, int]] = []
+        self.last_id = tail_batch_id
+        self.last_commit = time.monotonic()
+        self.committed_any = False
+
+    def add(self, draft: BatchDraft, rows_read: int) -> None:
+        self.pending.append((draft, rows_read))
+        # The first batch goes out at once: the first request should not wait for a whole checkpoint.
+        if (
+            not self.committed_any
+            or len(self.pending) >= CHECKPOINT_BATCHES
+            or time.monotonic() - self.last_commit >= CHECKPOINT_SECONDS
+        ):
+            self.commit(produced=False)
+
+    def finish(self, rows_read: int, next_seq: int, _unused: None) -> None:
+        self.commit(produced=True, rows_read=rows_read, next_seq=next_seq)
+
+    def commit(self, produced: bool, rows_read: int | None = None, next_seq: int | None = None) -> None:
+        with self.ctx.engine.begin() as conn:
+            if claim_producer(conn, self.run_id, self.ctx.owner, self.ctx.lease_seconds) is None:
+                raise LeaseLost(self.run_id)
+            tail_customer = None
+            for draft, read in self.pending:
+                self.last_id = _insert_batch(conn, self.run_id, self.pass_no, self.stage, draft, self.last_id)
+                tail_customer = draft.tail_customer
+                rows_read = read if rows_read is None or read > rows_read else rows_read
+                next_seq = draft.seq + 1 if next_seq is None or draft.seq + 1 > next_seq else next_seq
+            if self.pending or produced:
+                conn.execute(
+                    text(
+                        """
+                        UPDATE run_stages SET rows_read = coalesce(:rows_read, rows_read),
+                            next_seq = coalesce(:next_seq, next_seq),
+                            tail_batch_id = coalesce(:tail_id, tail_batch_id),
+                            tail_customer = CASE WHEN :has_tail THEN :tail_customer ELSE tail_customer END,
+                            started_at = coalesce(started_at, now()),
+                            produced = :produced, produced_at = CASE WHEN :produced THEN now() END
+                        WHERE run_id = :run_id AND stage = :stage
+                        """
+                    ),
+                    {
+                        "rows_read": rows_read,
+                        "next_seq": next_seq,
+                        "tail_id": self.last_id,
+                        "has_tail": bool(self.pending),
+                        "tail_customer": tail_customer,
+                        "produced": produced,
+                        "run_id": self.run_id,
+                        "stage": self.stage,
+                    },
+                )
+            if self.pending:
+                _mark_targets_found(conn, self.run_id, self.pass_no, self.stage, [d for d, _ in self.pending])
+        self.pending.clear()
+        self.committed_any = True
+        self.last_commit = time.monotonic()
+        self.ctx.on_checkpoint(self.run_id)
+
+
+def _insert_batch(conn: Connection, run_id: int, pass_no: int, stage: str, draft: BatchDraft, prev_id: int | None) -> int:
+    rows = len(draft.entries)
+    return int(
+        conn.execute(
+            text(
+                """
+                INSERT INTO batches (run_id, stage, pass_no, seq, state, depends_on, rows, payload, manifest)
+                VALUES (:run_id, :stage, :pass_no, :seq, 'pending', :depends_on, :rows, :payload, :manifest)
+                RETURNING id
+                """
+            ),
+            {
+                "run_id": run_id,
+                "stage": stage,
+                "pass_no": pass_no,
+                "seq": draft.seq,
+                "depends_on": prev_id if draft.chained else None,
+                "rows": rows,
+                "payload": draft.payload(),
+                "manifest": orjson.dumps(draft.entries),
+            },
+        ).scalar_one()
+    )
+
+
+def _mark_targets_found(conn: Connection, run_id: int, pass_no: int, stage: str, drafts: list[BatchDraft]) -> None:
+    if pass_no == 1:
+        return
+    ids = [e[0] for d in drafts for e in d.entries]
+    conn.execute(
+        text(
+            "UPDATE retry_targets SET found = true WHERE run_id = :r AND pass_no = :p AND entity = :s AND external_id = ANY(:ids)"
+        ),
+        {"r": run_id, "p": pass_no, "s": stage, "ids": ids},
+    )
+
+
+__all__ = ["ConfigError", "LeaseLost", "ProducerContext", "SourceReadError", "produce_run", "produce_stage"]

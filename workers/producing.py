@@ -1,0 +1,35 @@
+"""Running a run's producer inside a worker: the plain function behind the `produce` task."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import text
+
+from backfill.alerts import Alert
+from backfill.errors import ConfigError
+from backfill.runs import pause_run
+from producers.produce import produce_run
+from producers.source import SourceReadError
+from workers.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+
+def run_producer(resources: WorkerResources, run_id: int) -> str:
+    """Produce the run's remaining stages; a source that fails pauses the run with the reason."""
+    posting = resources.posting
+    with posting.engine.connect() as conn:
+        row = conn.execute(text("SELECT data_source, state FROM runs WHERE id = :r"), {"r": run_id}).first()
+    if row is None or row.state != "running":
+        return "not running"
+    try:
+        done = produce_run(resources.producer(row.data_source), run_id)
+    except (SourceReadError, ConfigError) as exc:
+        reason = str(exc)
+        with posting.engine.begin() as conn:
+            paused = pause_run(conn, run_id, reason)
+        if paused:
+            posting.alerter.send(Alert(run_id, row.data_source, None, None, reason))
+        return "paused"
+    return "produced" if done else "not ours"
