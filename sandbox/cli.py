@@ -21,7 +21,7 @@ def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:
     keys: dict[str, str] = {}
     for value in values:
         key, sep, data_source = value.partition("=")
-        key, data_source = key.strip(), data_source.strip()
+        # No whitespace anywhere: a stray space would make a key no client sends.
         if not sep or not key or not data_source or any(c.isspace() for c in key + data_source):
             raise _OneLineError(f"--key must look like KEY=DATA_SOURCE_ID, got {value!r}")
         if key in keys and keys[key] != data_source:

@@ -18,7 +18,15 @@ from starlette.applications import Starlette
 
 from sandbox.server import READY_PREFIX
 
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout holding the sandbox package (the subprocess's working directory)."""
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment with the project root on PYTHONPATH (works uninstalled too)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 class SandboxProcess:
@@ -43,16 +51,15 @@ class SandboxProcess:
         self.process: subprocess.Popen[bytes] | None = None
         # stderr goes to a file: an unread pipe would block the server once it fills up.
         self._stderr: IO[bytes] | None = None
+        self._stderr_text = ""
 
     def start(self) -> str:
         """Start the process and wait for its address line; return the base URL."""
         self._stderr = tempfile.TemporaryFile()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=self._stderr, cwd=_PROJECT_ROOT, env=env
+            self.command, stdout=subprocess.PIPE, stderr=self._stderr, cwd=PROJECT_ROOT, env=child_env()
         )
-        line = _read_line(self.process, self.start_timeout)
+        line = read_line(self.process, self.start_timeout)
         if not line.startswith(READY_PREFIX):
             self.stop()
             raise RuntimeError(f"sandbox did not start: {line!r}; stderr: {self.stderr()[-2000:]}")
@@ -76,9 +83,9 @@ class SandboxProcess:
         return process.returncode
 
     def stderr(self) -> str:
-        """What the process logged so far."""
-        if self._stderr is None:
-            return ""
+        """What the process logged so far (kept after the context exits)."""
+        if self._stderr is None or self._stderr.closed:
+            return self._stderr_text
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")
 
@@ -96,10 +103,11 @@ class SandboxProcess:
         """Stop on exit."""
         self.stop()
         if self._stderr is not None:
+            self._stderr_text = self.stderr()
             self._stderr.close()
 
 
-def _read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
+def read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
     """The first stdout line of `process`, or "" if it exits or stays silent for `timeout`."""
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
