@@ -57,12 +57,12 @@ def outcome_line(doc: dict[str, Any]) -> str:
     return f"run {doc['run_id']} {doc['state']}: " + (", ".join(parts) if parts else "no rows yet")
 
 
-def watch(fetch: Callable[[], dict[str, Any]], interval: float = 0.5, stream: TextIO | None = None, until_final: bool = True) -> dict[str, Any]:
+def watch(fetch: Callable[[], dict[str, Any]], interval: float = 0.25, stream: TextIO | None = None, until_final: bool = True) -> dict[str, Any]:
     """Poll `fetch` (a status document) and show it until the run reaches a final or paused state."""
     stream = stream or sys.stderr
     if stream.isatty():
         return _watch_bars(fetch, interval, stream, until_final)
-    return _watch_lines(fetch, max(interval, 2.0), stream, until_final)
+    return _watch_lines(fetch, interval, stream, until_final)
 
 
 def _watch_bars(fetch: Callable[[], dict[str, Any]], interval: float, stream: TextIO, until_final: bool) -> dict[str, Any]:
@@ -98,10 +98,21 @@ def _watch_bars(fetch: Callable[[], dict[str, Any]], interval: float, stream: Te
             time.sleep(interval)
 
 
-def _watch_lines(fetch: Callable[[], dict[str, Any]], interval: float, stream: TextIO, until_final: bool) -> dict[str, Any]:
+def _watch_lines(
+    fetch: Callable[[], dict[str, Any]], interval: float, stream: TextIO, until_final: bool, every: float = 5.0
+) -> dict[str, Any]:
+    # Polled as often as on a terminal (so the end is noticed at once), printed every few seconds.
     rates = {stage: _Rate() for stage in STAGES}
+    printed = -every
     while True:
         doc = fetch()
+        final = not until_final or doc["state"] in FINAL_STATES
+        if time.monotonic() - printed < every and not final:
+            for stage in STAGES:
+                rates[stage].update(_done(doc["stages"][stage]))
+            time.sleep(interval)
+            continue
+        printed = time.monotonic()
         parts = []
         for stage in STAGES:
             s = doc["stages"][stage]
@@ -113,6 +124,6 @@ def _watch_lines(fetch: Callable[[], dict[str, Any]], interval: float, stream: T
             )
         print(" | ".join(parts), file=stream, flush=True)
         print(outcome_line(doc), file=stream, flush=True)
-        if not until_final or doc["state"] in FINAL_STATES:
+        if final:
             return doc
         time.sleep(interval)

@@ -25,6 +25,7 @@ class RunOptions:
     dry_run: bool = False
     only_changed: bool = False
     reset_done: bool = False
+    source_fingerprint: str | None = None
 
 
 def create_run(engine: Engine, options: RunOptions) -> int:
@@ -35,9 +36,9 @@ def create_run(engine: Engine, options: RunOptions) -> int:
                 text(
                     """
                     INSERT INTO runs (data_source, api_url, state, dry_run, only_changed, batch_size, mapping,
-                                      mapping_file, reset_at)
+                                      mapping_file, reset_at, source_fingerprint)
                     VALUES (:ds, :url, 'running', :dry, :only, :bs, CAST(:mapping AS jsonb), :file,
-                            CASE WHEN :reset THEN now() END)
+                            CASE WHEN :reset THEN now() END, :fingerprint)
                     RETURNING id
                     """
                 ),
@@ -50,6 +51,7 @@ def create_run(engine: Engine, options: RunOptions) -> int:
                     "mapping": orjson.dumps(options.mapping).decode(),
                     "file": options.mapping_file,
                     "reset": options.reset_done,
+                    "fingerprint": options.source_fingerprint,
                 },
             ).scalar_one()
             for stage in STAGES:

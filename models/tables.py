@@ -72,6 +72,8 @@ class Run(Base):
     # The three resolved queries and where they came from: workers re-read the source from these.
     mapping: Mapped[dict[str, Any]] = mapped_column(JSONB)
     mapping_file: Mapped[str | None] = mapped_column(Text)
+    # Which database (and search_path) `start` checked the mapping against; producers must read the same.
+    source_fingerprint: Mapped[str | None] = mapped_column(Text)
     # Retries run as further passes of the same run; batches and targets carry the pass number.
     pass_no: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
     current_stage: Mapped[str] = mapped_column(Text, server_default=text("'plans'"))

@@ -22,7 +22,7 @@ from models.tables import STAGES
 from producers.batching import BatchDraft, ManifestEntry, Packer
 from producers.mapping import Mapping, check_columns
 from producers.normalize import PayloadOptions, RowBuilder
-from producers.source import DUPS, GROUP, RANK, SourceReadError, StageReader, source_connection
+from producers.source import DUPS, GROUP, RANK, SourceReadError, StageReader, fingerprint, source_connection
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def claim_producer(conn: Connection, run_id: int, owner: str, lease_seconds: flo
             UPDATE runs SET producer_owner = :owner, producer_lease_until = now() + make_interval(secs => :lease)
             WHERE id = :run_id AND state = 'running'
               AND (producer_owner IS NULL OR producer_owner = :owner OR producer_lease_until < now())
-            RETURNING pass_no, batch_size, mapping, data_source
+            RETURNING pass_no, batch_size, mapping, data_source, source_fingerprint
             """
         ),
         {"owner": owner, "lease": lease_seconds, "run_id": run_id},
@@ -89,7 +89,15 @@ def produce_run(ctx: ProducerContext, run_id: int) -> bool:
                 ).mappings().one()
             if state["produced"]:
                 continue
-            produce_stage(ctx, run_id, run["pass_no"], run["batch_size"], stage, mapping.queries[stage], dict(state))
+            produce_stage(
+                ctx,
+                run_id,
+                run["pass_no"],
+                run["batch_size"],
+                stage,
+                mapping.queries[stage],
+                {**state, "fingerprint": run["source_fingerprint"]},
+            )
     except LeaseLost:
         return False
     finally:
@@ -120,6 +128,12 @@ def produce_stage(
         writer.finish(state["rows_read"], state["next_seq"], None)
         return
     with source_connection(ctx.source_url) as source:
+        expected = state.get("fingerprint")
+        if expected is not None and fingerprint(source) != expected:
+            raise ConfigError(
+                f"this worker's SOURCE_DATABASE_URL reads {fingerprint(source)}, but the run was started against "
+                f"{expected}: give workers and `start` the same SOURCE_DATABASE_URL"
+            )
         reader = StageReader(source, stage, query, batch_size, targets)
         try:
             columns = reader.columns

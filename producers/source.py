@@ -33,6 +33,14 @@ def source_connection(url: str) -> Iterator[psycopg.Connection[Any]]:
         conn.close()
 
 
+def fingerprint(conn: psycopg.Connection[Any]) -> str:
+    """Which database and search_path this connection reads (no host names: they differ between machines)."""
+    row = conn.execute("SELECT current_database(), current_setting('search_path')").fetchone()
+    conn.rollback()
+    assert row is not None
+    return f"database {row[0]} (search_path {row[1]})"
+
+
 def stage_query(stage: str, query: str, batch_size: int, with_targets: bool) -> sql.Composed:
     """The user's query wrapped with duplicate counts and the deterministic order the producer needs.
 

@@ -118,7 +118,7 @@ def start(
     """Check the configuration and the mapping, create a run and queue its first stage."""
     from backfill.runs import RunOptions, active_run, create_run
     from producers.mapping import check_mapping, load_mapping
-    from producers.source import source_connection
+    from producers.source import fingerprint, source_connection
 
     required = ["source_database_url", "database_url", "growpanel_data_source_id"]
     if not dry_run:
@@ -128,6 +128,7 @@ def start(
     mapping = load_mapping(mapping_file)
     with source_connection(settings.source_database_url) as source:
         check_mapping(source, mapping)
+        source_id = fingerprint(source)
     engine = ctx.engine(settings)
     if not dry_run:
         ctx.check_broker(settings)
@@ -141,6 +142,7 @@ def start(
         dry_run=dry_run,
         only_changed=only_changed,
         reset_done=reset_data_source and not dry_run,
+        source_fingerprint=source_id,
     )
     if dry_run:
         _dry_run(settings, engine, options, as_json)

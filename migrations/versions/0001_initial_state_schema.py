@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('batch_size', sa.Integer(), nullable=False),
     sa.Column('mapping', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('mapping_file', sa.Text(), nullable=True),
+    sa.Column('source_fingerprint', sa.Text(), nullable=True),
     sa.Column('pass_no', sa.SmallInteger(), server_default=sa.text('1'), nullable=False),
     sa.Column('current_stage', sa.Text(), server_default=sa.text("'plans'"), nullable=False),
     sa.Column('paused_reason', sa.Text(), nullable=True),
