@@ -36,6 +36,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median shown)")
     parser.add_argument("--customers", type=int, default=5000, help="customers the invoices spread over")
     parser.add_argument("--store", choices=("full", "digest"), default="full", help="sandbox store mode")
+    parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto", help="sandbox HTTP parser")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="sandbox event loop")
     parser.add_argument("--server-core", type=int, default=0, help="core the sandbox is pinned to")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     return parser.parse_args()
@@ -57,7 +59,7 @@ def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]
 
     command = [
         sys.executable, "-m", "sandbox", "--port", "0", "--key", f"{KEY}={DATA_SOURCE}",
-        "--store", args.store, "--log-level", "warning", "--max-batch", str(max(1000, args.batch_size)),
+        "--store", args.store, "--log-level", "warning", "--http", args.http, "--loop", args.loop, "--max-batch", str(max(1000, args.batch_size)),
     ]
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=pin_child

@@ -70,6 +70,8 @@ _NON_NEGATIVE = click.FloatRange(min=0.0)
 @click.option("--seed", type=int, default=None, help="Fault: random seed, for reproducible runs.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--access-log", is_flag=True, help="Log every request (to stderr; slows big benchmarks).")
+@click.option("--http", "http_impl", type=click.Choice(["auto", "h11", "httptools"]), default="auto", show_default=True, help="uvicorn HTTP parser.")
+@click.option("--loop", "loop_impl", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True, help="uvicorn event loop.")
 def sandbox_command(
     host: str,
     port: int,
@@ -95,6 +97,8 @@ def sandbox_command(
     seed: int | None,
     log_level: str,
     access_log: bool,
+    http_impl: str,
+    loop_impl: str,
 ) -> None:
     """Run a local stand-in for the GrowPanel data API (see docs/sandbox.md)."""
     faults = FaultConfig(
@@ -122,4 +126,4 @@ def sandbox_command(
         faults=faults,
         store=StoreMode(store_mode),
     )
-    serve(create_app(config), host, port, log_level, access_log)
+    serve(create_app(config), host, port, log_level, access_log, http_impl, loop_impl)
