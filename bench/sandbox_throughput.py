@@ -36,8 +36,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median shown)")
     parser.add_argument("--customers", type=int, default=5000, help="customers the invoices spread over")
     parser.add_argument("--store", choices=("full", "digest"), default="full", help="sandbox store mode")
-    parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto", help="sandbox HTTP parser")
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="sandbox event loop")
+    parser.add_argument(
+        "--http", choices=("auto", "h11", "httptools"), default="auto", help="sandbox HTTP parser"
+    )
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="sandbox event loop"
+    )
     parser.add_argument("--server-core", type=int, default=0, help="core the sandbox is pinned to")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     return parser.parse_args()
@@ -58,12 +62,25 @@ def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]
             os.sched_setaffinity(0, {core})
 
     command = [
-        sys.executable, "-m", "sandbox", "--port", "0", "--key", f"{KEY}={DATA_SOURCE}",
-        "--store", args.store, "--log-level", "warning", "--http", args.http, "--loop", args.loop, "--max-batch", str(max(1000, args.batch_size)),
+        sys.executable,
+        "-m",
+        "sandbox",
+        "--port",
+        "0",
+        "--key",
+        f"{KEY}={DATA_SOURCE}",
+        "--store",
+        args.store,
+        "--log-level",
+        "warning",
+        "--http",
+        args.http,
+        "--loop",
+        args.loop,
+        "--max-batch",
+        str(max(1000, args.batch_size)),
     ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=pin_child
-    )
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=pin_child)
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.startswith("sandbox listening on "):
@@ -82,7 +99,7 @@ def cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except OSError:
-        import psutil  # only where /proc is missing
+        import psutil  # type: ignore[import-untyped]  # only where /proc is missing
 
         times = psutil.Process(pid).cpu_times()
         return float(times.user + times.system)
@@ -160,8 +177,12 @@ async def run(args: argparse.Namespace, base_url: str, pid: int) -> list[tuple[f
         await post_all(client, "/data/plans", [orjson.dumps(plans)], 1)
         customers = [
             {
-                "id": f"cust_{c:06d}", "name": f"Customer {c}", "email": f"c{c}@example.com",
-                "created_date": "1999-12-01T00:00:00Z", "country": "us", "data_source": DATA_SOURCE,
+                "id": f"cust_{c:06d}",
+                "name": f"Customer {c}",
+                "email": f"c{c}@example.com",
+                "created_date": "1999-12-01T00:00:00Z",
+                "country": "us",
+                "data_source": DATA_SOURCE,
             }
             for c in range(args.customers)
         ]
@@ -174,8 +195,10 @@ async def run(args: argparse.Namespace, base_url: str, pid: int) -> list[tuple[f
             rows = await post_all(client, "/data/invoices", bodies, args.clients)
             elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu_before
             figures.append((rows / elapsed, cpu / rows * 1000))
-            print(f"  repetition {repetition + 1}: {rows} rows in {elapsed:.3f} s = {rows / elapsed:,.0f} rows/s, "
-                  f"sandbox CPU {cpu / rows * 1000 * 1000:.1f} ms per 1,000 rows")
+            print(
+                f"  repetition {repetition + 1}: {rows} rows in {elapsed:.3f} s = "
+                f"{rows / elapsed:,.0f} rows/s, sandbox CPU {cpu / rows * 1e6:.1f} ms per 1,000 rows"
+            )
         return figures
 
 
@@ -185,17 +208,21 @@ def main() -> None:
     process, base_url = start_sandbox(args)
     try:
         pinned = not args.no_pin and pin_supported()
-        print(f"sandbox pid {process.pid} at {base_url}, store={args.store}, "
-              f"{'pinned to core ' + str(args.server_core) if pinned else 'not pinned'}; "
-              f"{args.clients} clients, {args.batches} batches x {args.batch_size} rows per repetition")
+        print(
+            f"sandbox pid {process.pid} at {base_url}, store={args.store}, "
+            f"{'pinned to core ' + str(args.server_core) if pinned else 'not pinned'}; "
+            f"{args.clients} clients, {args.batches} batches x {args.batch_size} rows per repetition"
+        )
         figures = asyncio.run(run(args, base_url, process.pid))
     finally:
         process.terminate()
         process.wait(timeout=10)
     rate = statistics.median(f[0] for f in figures)
     cpu = statistics.median(f[1] for f in figures)
-    print(f"median: {rate:,.0f} rows/s; sandbox CPU {cpu:.4f} s per 1,000 rows "
-          f"({1000 / cpu if cpu else float('inf'):,.0f} rows per CPU second)")
+    print(
+        f"median: {rate:,.0f} rows/s; sandbox CPU {cpu:.4f} s per 1,000 rows "
+        f"({1000 / cpu if cpu else float('inf'):,.0f} rows per CPU second)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,31 +47,122 @@ _NON_NEGATIVE = click.FloatRange(min=0.0)
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
-@click.option("--key", "keys", multiple=True, required=True, metavar="KEY=DATA_SOURCE_ID", help="An API key and its data source (repeatable).")
-@click.option("--max-batch", default=1000, show_default=True, type=click.IntRange(min=1), help="Most rows per POST (more: 413).")
-@click.option("--rate-limit", type=click.FloatRange(min=0.0, min_open=True), default=None, help="Requests per second per key (token bucket).")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    metavar="KEY=DATA_SOURCE_ID",
+    help="An API key and its data source (repeatable).",
+)
+@click.option(
+    "--max-batch",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most rows per POST (more: 413).",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Requests per second per key (token bucket).",
+)
 @click.option("--inspect", is_flag=True, help="Serve /_sandbox/ledger, requests, violations and reset-all.")
-@click.option("--progress-delay", default=0.5, show_default=True, type=_NON_NEGATIVE, help="Seconds in 'processing' after the last stored batch.")
-@click.option("--store", "store_mode", type=click.Choice([m.value for m in StoreMode]), default="full", show_default=True, help="Keep whole objects or content digests only.")
+@click.option(
+    "--progress-delay",
+    default=0.5,
+    show_default=True,
+    type=_NON_NEGATIVE,
+    help="Seconds in 'processing' after the last stored batch.",
+)
+@click.option(
+    "--store",
+    "store_mode",
+    type=click.Choice([m.value for m in StoreMode]),
+    default="full",
+    show_default=True,
+    help="Keep whole objects or content digests only.",
+)
 @click.option("--latency-ms", default=0.0, type=_NON_NEGATIVE, help="Fault: fixed delay per request.")
-@click.option("--latency-per-row-ms", default=0.0, type=_NON_NEGATIVE, help="Fault: extra delay per row of a batch.")
+@click.option(
+    "--latency-per-row-ms", default=0.0, type=_NON_NEGATIVE, help="Fault: extra delay per row of a batch."
+)
 @click.option("--jitter-ms", default=0.0, type=_NON_NEGATIVE, help="Fault: random extra delay in [0, N] ms.")
-@click.option("--error-rate", default=0.0, type=_PROBABILITY, help="Fault: probability of a 5xx before applying.")
-@click.option("--error-statuses", default="500,502,503", show_default=True, help="Fault: statuses for --error-rate.")
-@click.option("--lost-rate", default=0.0, type=_PROBABILITY, help="Fault: probability of applying, then losing the response.")
-@click.option("--lost-mode", default="502", show_default=True, type=click.Choice(LOST_MODES), help="Fault: how a response is lost.")
-@click.option("--hang-rate", default=0.0, type=_PROBABILITY, help="Fault: probability of hanging (nothing applied).")
-@click.option("--hang-seconds", default=30.0, show_default=True, type=_NON_NEGATIVE, help="Fault: how long a hang lasts.")
+@click.option(
+    "--error-rate", default=0.0, type=_PROBABILITY, help="Fault: probability of a 5xx before applying."
+)
+@click.option(
+    "--error-statuses", default="500,502,503", show_default=True, help="Fault: statuses for --error-rate."
+)
+@click.option(
+    "--lost-rate",
+    default=0.0,
+    type=_PROBABILITY,
+    help="Fault: probability of applying, then losing the response.",
+)
+@click.option(
+    "--lost-mode",
+    default="502",
+    show_default=True,
+    type=click.Choice(LOST_MODES),
+    help="Fault: how a response is lost.",
+)
+@click.option(
+    "--hang-rate", default=0.0, type=_PROBABILITY, help="Fault: probability of hanging (nothing applied)."
+)
+@click.option(
+    "--hang-seconds",
+    default=30.0,
+    show_default=True,
+    type=_NON_NEGATIVE,
+    help="Fault: how long a hang lasts.",
+)
 @click.option("--outage", is_flag=True, help="Fault: every data request gets a 503.")
-@click.option("--throttle-rate", default=0.0, type=_PROBABILITY, help="Fault: probability of an injected 429.")
-@click.option("--throttle-retry-after", default=1, show_default=True, type=click.IntRange(min=0), help="Fault: Retry-After seconds of an injected 429.")
-@click.option("--fault-path", "fault_paths", multiple=True, metavar="PREFIX", help="Fault: limit faults to paths starting with PREFIX (repeatable).")
+@click.option(
+    "--throttle-rate", default=0.0, type=_PROBABILITY, help="Fault: probability of an injected 429."
+)
+@click.option(
+    "--throttle-retry-after",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Fault: Retry-After seconds of an injected 429.",
+)
+@click.option(
+    "--fault-path",
+    "fault_paths",
+    multiple=True,
+    metavar="PREFIX",
+    help="Fault: limit faults to paths starting with PREFIX (repeatable).",
+)
 @click.option("--seed", type=int, default=None, help="Fault: random seed, for reproducible runs.")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
 @click.option("--access-log", is_flag=True, help="Log every request (to stderr; slows big benchmarks).")
-@click.option("--http", "http_impl", type=click.Choice(["auto", "h11", "httptools"]), default="auto", show_default=True, help="uvicorn HTTP parser.")
-@click.option("--loop", "loop_impl", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True, help="uvicorn event loop.")
+@click.option(
+    "--http",
+    "http_impl",
+    type=click.Choice(["auto", "h11", "httptools"]),
+    default="auto",
+    show_default=True,
+    help="uvicorn HTTP parser.",
+)
+@click.option(
+    "--loop",
+    "loop_impl",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    default="auto",
+    show_default=True,
+    help="uvicorn event loop.",
+)
 def sandbox_command(
     host: str,
     port: int,

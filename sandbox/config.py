@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from sandbox.faults import FaultConfig
 
 
-class StoreMode(str, Enum):
+class StoreMode(StrEnum):
     """How much of each upserted object the sandbox keeps."""
 
     FULL = "full"

@@ -161,11 +161,7 @@ def _boolean(name: str, value: Any) -> bool:
 
 def _statuses(name: str, value: Any) -> tuple[int, ...]:
     """A non-empty list of 5xx statuses."""
-    if (
-        type(value) is not list
-        or not value
-        or not all(type(v) is int and 500 <= v <= 599 for v in value)
-    ):
+    if type(value) is not list or not value or not all(type(v) is int and 500 <= v <= 599 for v in value):
         raise ValueError(f"{name} must be a non-empty list of 5xx statuses, got {value!r}")
     return tuple(value)
 
@@ -190,7 +186,7 @@ def _paths(name: str, value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     if type(value) is not list or not all(type(v) is str and v.startswith("/") for v in value):
-        raise ValueError(f"{name} must be null or a list of path prefixes like \"/data/invoices\"")
+        raise ValueError(f'{name} must be null or a list of path prefixes like "/data/invoices"')
     return tuple(value)
 
 

@@ -77,7 +77,7 @@ async def _wait_for_disconnect(request: Request, seconds: float) -> None:
 
     try:
         await asyncio.wait_for(disconnected(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 

@@ -38,4 +38,6 @@ class TruncatedResponse(Response):
         sees a body shorter than its Content-Length (httpx: RemoteProtocolError).
         """
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True}
+        )

@@ -131,7 +131,10 @@ def asgi_client(app: Starlette, api_key: str | None = None, **kwargs: object) ->
     """An httpx AsyncClient talking to `app` in-process, with the Bearer key set if given."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://sandbox", headers=headers, **kwargs  # type: ignore[arg-type]
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sandbox",
+        headers=headers,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -33,7 +33,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
 
 def _own_source(request: Request, admission: Admission) -> str:
     """The {id} of the path, which must be the key's data source (else 403)."""
-    wanted = request.path_params["id"]
+    wanted: str = request.path_params["id"]
     if wanted != admission.data_source:
         raise ApiError(
             403, f"API key of data source {admission.data_source} cannot act on data source {wanted}"

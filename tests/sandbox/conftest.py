@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -16,9 +16,10 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from sandbox_helpers import KEYS, Api  # noqa: E402
+
 from sandbox import SandboxConfig  # noqa: E402
 from sandbox.testing import SandboxProcess  # noqa: E402
-from sandbox_helpers import KEYS, Api  # noqa: E402
 
 
 @pytest.fixture
@@ -50,6 +51,8 @@ def live_process() -> Iterator[SandboxProcess]:
 @pytest.fixture
 def live(live_process: SandboxProcess) -> Iterator[httpx.Client]:
     """A client of the live sandbox, reset (data, log, faults, limits) before the test."""
-    with httpx.Client(base_url=live_process.url, headers={"Authorization": "Bearer key_1"}, timeout=10) as client:
+    with httpx.Client(
+        base_url=live_process.url, headers={"Authorization": "Bearer key_1"}, timeout=10
+    ) as client:
         assert client.post("/_sandbox/reset-all").status_code == 200
         yield client

@@ -37,7 +37,9 @@ class Api:
         """The app's in-memory state."""
         return self.app.state.sandbox  # type: ignore[no-any-return]
 
-    def request(self, method: str, path: str, *, key: str | None = "default", **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, key: str | None = "default", **kwargs: Any
+    ) -> httpx.Response:
         """One request; key=None sends no Authorization header."""
         api_key = self.key if key == "default" else key
 
@@ -85,26 +87,48 @@ def with_changes(row: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
 
 def plan(**changes: Any) -> dict[str, Any]:
     """A valid plan."""
-    row = {"id": "plan_pro", "name": "Pro", "billing_freq": "month", "billing_freq_count": 1,
-           "currency": "usd", "data_source": "ds_1"}
+    row = {
+        "id": "plan_pro",
+        "name": "Pro",
+        "billing_freq": "month",
+        "billing_freq_count": 1,
+        "currency": "usd",
+        "data_source": "ds_1",
+    }
     return with_changes(row, changes)
 
 
 def customer(**changes: Any) -> dict[str, Any]:
     """A valid customer."""
-    row = {"id": "cust_123", "name": "Acme Inc", "email": "[email protected]",
-           "created_date": "2024-01-15T00:00:00Z", "country": "us", "state": "ca",
-           "trial_started": "2024-01-10T00:00:00Z",
-           "custom_variables": {"industry": "Technology", "company_size": "50-100"},
-           "data_source": "ds_1"}
+    row = {
+        "id": "cust_123",
+        "name": "Acme Inc",
+        "email": "[email protected]",
+        "created_date": "2024-01-15T00:00:00Z",
+        "country": "us",
+        "state": "ca",
+        "trial_started": "2024-01-10T00:00:00Z",
+        "custom_variables": {"industry": "Technology", "company_size": "50-100"},
+        "data_source": "ds_1",
+    }
     return with_changes(row, changes)
 
 
 def invoice(**changes: Any) -> dict[str, Any]:
     """A valid subscription invoice of cust_123 on plan_pro."""
-    row = {"id": "inv_456", "customer_id": "cust_123", "plan_id": "plan_pro", "type": "subscription",
-           "date": "2024-02-01T00:00:00Z", "amount_cents": 9900, "currency": "usd",
-           "start_date": "2024-02-01T00:00:00Z", "end_date": "2024-03-01T00:00:00Z",
-           "payment_date": "2024-02-01T00:00:00Z", "quantity": 1, "proration": False,
-           "data_source": "ds_1"}
+    row = {
+        "id": "inv_456",
+        "customer_id": "cust_123",
+        "plan_id": "plan_pro",
+        "type": "subscription",
+        "date": "2024-02-01T00:00:00Z",
+        "amount_cents": 9900,
+        "currency": "usd",
+        "start_date": "2024-02-01T00:00:00Z",
+        "end_date": "2024-03-01T00:00:00Z",
+        "payment_date": "2024-02-01T00:00:00Z",
+        "quantity": 1,
+        "proration": False,
+        "data_source": "ds_1",
+    }
     return with_changes(row, changes)

@@ -46,8 +46,13 @@ def test_sigint_stops_it_cleanly_too() -> None:
 
 def test_stdout_is_exactly_one_line_and_logs_go_to_stderr(tmp_path: Path) -> None:
     with open(tmp_path / "stderr", "wb") as stderr:
-        child = subprocess.Popen(cli_command({"k": "ds_9"}, "--access-log"), stdout=subprocess.PIPE,
-                                 stderr=stderr, cwd=PROJECT_ROOT, env=child_env())
+        child = subprocess.Popen(
+            cli_command({"k": "ds_9"}, "--access-log"),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=PROJECT_ROOT,
+            env=child_env(),
+        )
         try:
             line = read_line(child, 20)
             assert line.startswith("sandbox listening on http://127.0.0.1:") and line.endswith("\n")
@@ -71,8 +76,14 @@ def test_bad_key_is_a_one_line_error(bad: str) -> None:
 
 
 def test_bad_key_from_a_real_process() -> None:
-    done = subprocess.run(cli_command({}, "--key", "nokey"), capture_output=True, text=True, timeout=30,
-                          cwd=PROJECT_ROOT, env=child_env())
+    done = subprocess.run(
+        cli_command({}, "--key", "nokey"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=PROJECT_ROOT,
+        env=child_env(),
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == ["Error: --key must look like KEY=DATA_SOURCE_ID, got 'nokey'"]
@@ -86,13 +97,34 @@ def test_a_key_is_required() -> None:
 def test_help_lists_the_flags() -> None:
     result = CliRunner().invoke(sandbox_command, ["--help"])
     assert result.exit_code == 0
-    for flag in ("--host", "--port", "--key", "--max-batch", "--rate-limit", "--inspect", "--progress-delay",
-                 "--store", "--latency-ms", "--error-rate", "--lost-mode", "--hang-seconds", "--outage",
-                 "--throttle-retry-after", "--fault-path", "--seed"):
+    for flag in (
+        "--host",
+        "--port",
+        "--key",
+        "--max-batch",
+        "--rate-limit",
+        "--inspect",
+        "--progress-delay",
+        "--store",
+        "--latency-ms",
+        "--error-rate",
+        "--lost-mode",
+        "--hang-seconds",
+        "--outage",
+        "--throttle-retry-after",
+        "--fault-path",
+        "--seed",
+    ):
         assert flag in result.output
 
 
 def test_python_dash_m_sandbox_is_the_same_command() -> None:
-    done = subprocess.run([sys.executable, "-m", "sandbox", "--help"], capture_output=True, text=True,
-                          timeout=30, cwd=PROJECT_ROOT, env=child_env())
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=PROJECT_ROOT,
+        env=child_env(),
+    )
     assert done.returncode == 0 and "--key KEY=DATA_SOURCE_ID" in done.stdout

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sandbox_helpers import Api, customer, invoice, plan
@@ -23,15 +24,25 @@ def _wait_for_phase(api: Api, phase: str, timeout: float = 5.0) -> dict[str, Any
 def test_progress_phases_and_counts(make_api: Callable[..., Api]) -> None:
     api = make_api(progress_delay=0.3)
     idle = api.get("/data/data-sources/ds_1/progress").json()
-    assert idle == {"phase": "idle", "enqueued_count": 0, "processed_count": 0, "failed_count": 0,
-                    "started_at": None, "last_activity_at": None}
+    assert idle == {
+        "phase": "idle",
+        "enqueued_count": 0,
+        "processed_count": 0,
+        "failed_count": 0,
+        "started_at": None,
+        "last_activity_at": None,
+    }
     # A batch with only errors stores nothing: counts move, the phase stays idle.
     api.rows("/data/plans", plan(currency="USD"))
     assert api.get("/data/data-sources/ds_1/progress").json()["phase"] == "idle"
     api.rows("/data/plans", [plan(), plan(id="bad", currency="USD"), plan(id="plan_b")])
     processing = api.get("/data/data-sources/ds_1/progress").json()
     assert processing["phase"] == "processing"
-    assert (processing["enqueued_count"], processing["processed_count"], processing["failed_count"]) == (4, 2, 2)
+    assert (processing["enqueued_count"], processing["processed_count"], processing["failed_count"]) == (
+        4,
+        2,
+        2,
+    )
     assert processing["started_at"] is not None and processing["last_activity_at"] is not None
     done = _wait_for_phase(api, "done")
     assert done["enqueued_count"] == 4
@@ -132,7 +143,9 @@ def test_listing_bad_parameters_are_400(listed: Api, query: str) -> None:
 def test_listing_another_data_source_is_403(listed: Api) -> None:
     response = listed.get("/data/customers?source=ds_2")
     assert response.status_code == 403 and "error" in response.json()
-    assert listed.get("/data/customers?source=ds_2", key="key_2").json() == {"result": {"count": 0, "list": []}}
+    assert listed.get("/data/customers?source=ds_2", key="key_2").json() == {
+        "result": {"count": 0, "list": []}
+    }
 
 
 def test_listing_needs_a_key(listed: Api) -> None:

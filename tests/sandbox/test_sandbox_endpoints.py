@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sandbox_helpers import Api, customer, invoice, plan
@@ -87,7 +88,10 @@ def test_bad_auth_is_401_before_anything_else(
 
 
 def test_auth_scheme_is_case_insensitive(api: Api) -> None:
-    assert api.post("/data/plans", plan(), headers={"Authorization": "bearer key_1"}, key=None).status_code == 200
+    assert (
+        api.post("/data/plans", plan(), headers={"Authorization": "bearer key_1"}, key=None).status_code
+        == 200
+    )
 
 
 def test_data_source_required_on_each_row(api: Api) -> None:
@@ -120,10 +124,21 @@ def test_nulls_and_absent_optional_fields_are_the_same_content(api: Api) -> None
 
 
 def test_custom_variables_compare_exactly(api: Api) -> None:
-    assert api.rows("/data/customers", customer(custom_variables={"seats": 1}))[0]["export_status"] == "inserted"
-    assert api.rows("/data/customers", customer(custom_variables={"seats": 1.0}))[0]["export_status"] == "updated"
-    assert api.rows("/data/customers", customer(custom_variables={"seats": True}))[0]["export_status"] == "updated"
-    assert api.rows("/data/customers", customer(custom_variables={"seats": True}))[0]["export_status"] == "unchanged"
+    assert (
+        api.rows("/data/customers", customer(custom_variables={"seats": 1}))[0]["export_status"] == "inserted"
+    )
+    assert (
+        api.rows("/data/customers", customer(custom_variables={"seats": 1.0}))[0]["export_status"]
+        == "updated"
+    )
+    assert (
+        api.rows("/data/customers", customer(custom_variables={"seats": True}))[0]["export_status"]
+        == "updated"
+    )
+    assert (
+        api.rows("/data/customers", customer(custom_variables={"seats": True}))[0]["export_status"]
+        == "unchanged"
+    )
 
 
 def test_same_id_twice_in_a_batch_is_applied_in_order(api: Api) -> None:
@@ -164,8 +179,11 @@ def test_mixed_batch_of_1000_rows(api: Api) -> None:
             assert entry["export_status"] == "error"
             assert entry["export_error"] == f"amount_cents must be a non-negative integer, got {-i}"
         elif i % 3 == 2 and i % 2 == 0:
-            assert entry == {"id": f"inv_{i:04d}", "export_status": "error",
-                             "export_error": f"Customer ID ghost_{i} does not exist"}
+            assert entry == {
+                "id": f"inv_{i:04d}",
+                "export_status": "error",
+                "export_error": f"Customer ID ghost_{i} does not exist",
+            }
         else:
             assert entry == {"id": f"inv_{i:04d}", "export_status": "inserted"}
             expected_ok.append(f"inv_{i:04d}")

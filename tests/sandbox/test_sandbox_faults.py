@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -40,9 +41,20 @@ def test_fault_settings_read_update_and_restore(live: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"error_rate": 1.5}, {"error_rate": "high"}, {"nonsense": 1}, {"error_statuses": [404]},
-     {"lost_mode": "drop"}, {"paths": "/data"}, {"max_batch": 0}, {"rate_limit": -1}, {"outage": "yes"},
-     {"hang_seconds": -1}, {"throttle_retry_after": 1.5}, {"latency_ms": 5, "seed": "x"}],
+    [
+        {"error_rate": 1.5},
+        {"error_rate": "high"},
+        {"nonsense": 1},
+        {"error_statuses": [404]},
+        {"lost_mode": "drop"},
+        {"paths": "/data"},
+        {"max_batch": 0},
+        {"rate_limit": -1},
+        {"outage": "yes"},
+        {"hang_seconds": -1},
+        {"throttle_retry_after": 1.5},
+        {"latency_ms": 5, "seed": "x"},
+    ],
 )
 def test_bad_fault_settings_are_400_and_change_nothing(live: httpx.Client, changes: dict[str, Any]) -> None:
     before = live.get("/_sandbox/faults").json()
@@ -113,7 +125,9 @@ def test_lost_response_as_502_still_applies_the_batch(live: httpx.Client) -> Non
     assert _stored_plans(live) == ["plan_0", "plan_1", "plan_2"]
     # The retry of a lost batch is idempotent.
     _set(live, lost_rate=0.0)
-    assert [r["export_status"] for r in live.post("/data/plans", json=PLANS).json()["result"]] == ["unchanged"] * 3
+    assert [r["export_status"] for r in live.post("/data/plans", json=PLANS).json()["result"]] == [
+        "unchanged"
+    ] * 3
 
 
 def test_lost_response_as_closed_connection_still_applies_the_batch(live: httpx.Client) -> None:
@@ -128,7 +142,7 @@ def test_lost_response_as_closed_connection_still_applies_the_batch(live: httpx.
 
 def test_lost_mode_either_gives_both_variants(live: httpx.Client) -> None:
     _set(live, lost_rate=1.0, lost_mode="either", seed=1)
-    outcomes = set()
+    outcomes: set[int | str] = set()
     for i in range(12):
         try:
             outcomes.add(live.post("/data/plans", json=plan(id=f"p{i}")).status_code)
@@ -160,9 +174,15 @@ def test_hang_ends_with_504_when_the_client_waits_longer(live: httpx.Client) -> 
 
 def test_outage_is_503_for_every_data_request(live: httpx.Client) -> None:
     _set(live, outage=True)
-    for method, path in [("POST", "/data/plans"), ("POST", "/data/customers"), ("POST", "/data/invoices"),
-                         ("GET", "/data/plans"), ("GET", "/data/invoices"),
-                         ("GET", "/data/data-sources/ds_1/progress"), ("POST", "/data/data-sources/ds_1/reset")]:
+    for method, path in [
+        ("POST", "/data/plans"),
+        ("POST", "/data/customers"),
+        ("POST", "/data/invoices"),
+        ("GET", "/data/plans"),
+        ("GET", "/data/invoices"),
+        ("GET", "/data/data-sources/ds_1/progress"),
+        ("POST", "/data/data-sources/ds_1/reset"),
+    ]:
         response = live.request(method, path, json=[customer()])
         assert response.status_code == 503, (method, path)
         assert "error" in response.json()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from sandbox_helpers import Api, customer, invoice, plan
 
 from sandbox import StoreMode
 
-INSPECTION_ROUTES = [("GET", "/_sandbox/ledger"), ("GET", "/_sandbox/requests"),
-                     ("DELETE", "/_sandbox/requests"), ("GET", "/_sandbox/violations"),
-                     ("POST", "/_sandbox/reset-all")]
+INSPECTION_ROUTES = [
+    ("GET", "/_sandbox/ledger"),
+    ("GET", "/_sandbox/requests"),
+    ("DELETE", "/_sandbox/requests"),
+    ("GET", "/_sandbox/violations"),
+    ("POST", "/_sandbox/reset-all"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), INSPECTION_ROUTES)
@@ -50,8 +54,11 @@ def test_request_log(api: Api) -> None:
     log = api.get("/_sandbox/requests").json()
     records = log["requests"]
     assert [(r["method"], r["path"], r["status"]) for r in records] == [
-        ("POST", "/data/plans", 200), ("POST", "/data/plans", 200), ("POST", "/data/plans", 401),
-        ("POST", "/data/plans", 400), ("GET", "/data/plans", 200),
+        ("POST", "/data/plans", 200),
+        ("POST", "/data/plans", 200),
+        ("POST", "/data/plans", 401),
+        ("POST", "/data/plans", 400),
+        ("GET", "/data/plans", 200),
     ]
     first = records[0]
     assert first["rows"] == 2 and first["results"] == {"inserted": 1, "error": 1}
@@ -99,11 +106,13 @@ def test_digest_store_keeps_statuses_and_lists_ids(make_api: Callable[..., Api])
     api.rows("/data/customers", customer())
     # References and the order check work from ids and dates alone.
     assert api.rows("/data/invoices", invoice(customer_id="nobody"))[0]["export_error"] == (
-        "Customer ID nobody does not exist")
+        "Customer ID nobody does not exist"
+    )
     api.rows("/data/invoices", [invoice(id="b", date="2024-05-01"), invoice(id="a", date="2024-01-01")])
     assert api.get("/_sandbox/violations").json()["count"] == 1
     assert api.get("/_sandbox/ledger").json() == {
-        "ds_1": {"plans": ["plan_pro"], "customers": ["cust_123"], "invoices": ["a", "b"]}}
+        "ds_1": {"plans": ["plan_pro"], "customers": ["cust_123"], "invoices": ["a", "b"]}
+    }
     listed = api.get("/data/plans").json()["result"]
     assert listed["count"] == 1 and listed["list"][0]["id"] == "plan_pro"
     assert len(listed["list"][0]["digest"]) == 32

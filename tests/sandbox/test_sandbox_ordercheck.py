@@ -30,7 +30,9 @@ def _violations(api: Api) -> list[dict[str, Any]]:
 
 def test_in_order_invoices_are_quiet(seeded: Api) -> None:
     seeded.rows("/data/invoices", [_inv("i1", "cust_a", "2024-01-01"), _inv("i2", "cust_a", "2024-02-01")])
-    seeded.rows("/data/invoices", [_inv("i3", "cust_a", "2024-02-01T00:00:00Z"), _inv("i4", "cust_a", "2024-03-01")])
+    seeded.rows(
+        "/data/invoices", [_inv("i3", "cust_a", "2024-02-01T00:00:00Z"), _inv("i4", "cust_a", "2024-03-01")]
+    )
     assert _violations(seeded) == []
 
 
@@ -40,10 +42,23 @@ def test_an_out_of_order_invoice_is_flagged(seeded: Api) -> None:
     found = _violations(seeded)
     assert len(found) == 1
     violation = found[0]
-    assert {k: violation[k] for k in ("data_source", "customer_id", "invoice_id", "date",
-                                      "later_invoice_id", "later_invoice_date")} == {
-        "data_source": "ds_1", "customer_id": "cust_a", "invoice_id": "i_jan",
-        "date": "2024-01-01T00:00:00Z", "later_invoice_id": "i_mar", "later_invoice_date": "2024-03-01T00:00:00Z",
+    assert {
+        k: violation[k]
+        for k in (
+            "data_source",
+            "customer_id",
+            "invoice_id",
+            "date",
+            "later_invoice_id",
+            "later_invoice_date",
+        )
+    } == {
+        "data_source": "ds_1",
+        "customer_id": "cust_a",
+        "invoice_id": "i_jan",
+        "date": "2024-01-01T00:00:00Z",
+        "later_invoice_id": "i_mar",
+        "later_invoice_date": "2024-03-01T00:00:00Z",
     }
 
 
@@ -70,7 +85,11 @@ def test_customers_are_checked_separately(seeded: Api) -> None:
 
 
 def test_resending_stored_invoices_is_not_a_violation(seeded: Api) -> None:
-    history = [_inv("i1", "cust_a", "2024-01-01"), _inv("i2", "cust_a", "2024-02-01"), _inv("i3", "cust_a", "2024-03-01")]
+    history = [
+        _inv("i1", "cust_a", "2024-01-01"),
+        _inv("i2", "cust_a", "2024-02-01"),
+        _inv("i3", "cust_a", "2024-03-01"),
+    ]
     seeded.rows("/data/invoices", history)
     # An idempotent retry of an early batch, then a second identical import, then an update.
     assert seeded.rows("/data/invoices", history[0])[0]["export_status"] == "unchanged"

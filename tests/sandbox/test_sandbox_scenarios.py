@@ -8,29 +8,54 @@ from sandbox_helpers import Api
 
 DS = "ds_1"
 PLAN_PRO = {"id": "plan_pro", "name": "Pro", "billing_freq": "month", "currency": "usd", "data_source": DS}
-PLAN_ENTERPRISE = {"id": "plan_enterprise", "name": "Enterprise", "billing_freq": "month", "currency": "usd",
-                   "data_source": DS}
-CUSTOMER = {"id": "cust_123", "name": "Acme Inc", "email": "[email protected]",
-            "created_date": "2024-02-01T00:00:00Z", "country": "us", "data_source": DS}
+PLAN_ENTERPRISE = {
+    "id": "plan_enterprise",
+    "name": "Enterprise",
+    "billing_freq": "month",
+    "currency": "usd",
+    "data_source": DS,
+}
+CUSTOMER = {
+    "id": "cust_123",
+    "name": "Acme Inc",
+    "email": "[email protected]",
+    "created_date": "2024-02-01T00:00:00Z",
+    "country": "us",
+    "data_source": DS,
+}
 
 
-def _invoice(invoice_id: str, kind: str, date: str, amount: int, end: str, plan: str | None) -> dict[str, Any]:
+def _invoice(
+    invoice_id: str, kind: str, date: str, amount: int, end: str, plan: str | None
+) -> dict[str, Any]:
     """An invoice shaped like the guide's scenario examples."""
-    row: dict[str, Any] = {"id": invoice_id, "customer_id": "cust_123", "type": kind, "date": date,
-                           "amount_cents": amount, "currency": "usd", "start_date": date, "end_date": end,
-                           "data_source": DS}
+    row: dict[str, Any] = {
+        "id": invoice_id,
+        "customer_id": "cust_123",
+        "type": kind,
+        "date": date,
+        "amount_cents": amount,
+        "currency": "usd",
+        "start_date": date,
+        "end_date": end,
+        "data_source": DS,
+    }
     if plan is not None:
         row["plan_id"] = plan
     return row
 
 
 NEW = _invoice("inv_001", "subscription", "2024-02-01T00:00:00Z", 9900, "2024-03-01T00:00:00Z", "plan_pro")
-UPGRADE = _invoice("inv_002", "subscription", "2024-03-01T00:00:00Z", 29900, "2024-04-01T00:00:00Z",
-                   "plan_enterprise")
-DOWNGRADE = _invoice("inv_003", "subscription", "2024-04-01T00:00:00Z", 9900, "2024-05-01T00:00:00Z", "plan_pro")
+UPGRADE = _invoice(
+    "inv_002", "subscription", "2024-03-01T00:00:00Z", 29900, "2024-04-01T00:00:00Z", "plan_enterprise"
+)
+DOWNGRADE = _invoice(
+    "inv_003", "subscription", "2024-04-01T00:00:00Z", 9900, "2024-05-01T00:00:00Z", "plan_pro"
+)
 CANCELLATION = _invoice("inv_004", "cancellation", "2024-05-01T00:00:00Z", 0, "2024-05-01T00:00:00Z", None)
-REACTIVATION = _invoice("inv_005", "subscription", "2024-08-01T00:00:00Z", 9900, "2024-09-01T00:00:00Z",
-                        "plan_pro")
+REACTIVATION = _invoice(
+    "inv_005", "subscription", "2024-08-01T00:00:00Z", 9900, "2024-09-01T00:00:00Z", "plan_pro"
+)
 REFUND = _invoice("inv_006", "refund", "2024-08-15T00:00:00Z", 4950, "2024-08-15T00:00:00Z", None)
 
 

@@ -242,9 +242,11 @@ def test_references_are_per_data_source(make_api: Any) -> None:
 
 
 def test_data_source_mismatch_names_both(seeded: Api) -> None:
-    for path, row in (("/data/plans", plan(data_source="ds_2")),
-                      ("/data/customers", customer(data_source="ds_2")),
-                      ("/data/invoices", invoice(data_source="ds_2"))):
+    for path, row in (
+        ("/data/plans", plan(data_source="ds_2")),
+        ("/data/customers", customer(data_source="ds_2")),
+        ("/data/invoices", invoice(data_source="ds_2")),
+    ):
         error = seeded.rows(path, row)[0]["export_error"]
         assert "ds_2" in error and "ds_1" in error, error
 
@@ -260,7 +262,9 @@ def test_several_problems_are_reported_together(seeded: Api) -> None:
 
 
 def test_unknown_fields_are_not_stored_nor_compared(seeded: Api) -> None:
-    assert seeded.rows("/data/plans", plan(external_id="x", product_name="P"))[0]["export_status"] == "unchanged"
+    assert (
+        seeded.rows("/data/plans", plan(external_id="x", product_name="P"))[0]["export_status"] == "unchanged"
+    )
     assert "external_id" not in seeded.ledger()["plans"][0]
 
 
