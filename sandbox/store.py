@@ -70,6 +70,11 @@ class Store:
         table[key] = value
         return "updated"
 
+    def table(self, data_source: str, kind: str) -> dict[str, Any]:
+        """id -> stored object of one kind (digests in digest mode); read-only for callers."""
+        data = self._sources.get(data_source)
+        return data.tables[kind] if data is not None else {}
+
     def drop(self, data_source: str) -> None:
         """Forget one data source's objects."""
         self._sources.pop(data_source, None)

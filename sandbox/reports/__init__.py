@@ -1,7 +1,10 @@
 """Report endpoints under `/reports/*`, one module per report (e.g. a future `mrr.py`).
 
 Each report module exposes `routes(state) -> list[BaseRoute]`, its handlers start with
-`sandbox.gate.admit(state, request)` (auth, rate limit, faults) and are listed in `report_routes`.
+`admission = await sandbox.gate.admit(state, request)` (auth, rate limit, faults), read
+`state.store.table(admission.data_source, "invoices")` (and "plans", "customers"), answer through
+`sandbox.gate.lose_if_planned(admission, response)`, and are listed in `report_routes`. Reports need
+`StoreMode.FULL`: the digest mode keeps no amounts.
 """
 
 from __future__ import annotations

@@ -116,3 +116,9 @@ def test_digest_store_keeps_statuses_and_lists_ids(make_api: Callable[..., Api])
     listed = api.get("/data/plans").json()["result"]
     assert listed["count"] == 1 and listed["list"][0]["id"] == "plan_pro"
     assert len(listed["list"][0]["digest"]) == 32
+
+
+def test_store_table_gives_reports_the_stored_objects(api: Api) -> None:
+    api.rows("/data/plans", plan())
+    assert api.state.store.table("ds_1", "plans") == {"plan_pro": plan()}
+    assert api.state.store.table("ds_unknown", "invoices") == {}
