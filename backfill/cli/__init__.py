@@ -68,10 +68,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from backfill.cli import inspect_commands, run_commands, service_commands
+    from backfill.cli import inspect_commands, run_commands, service_commands, verify_commands
     from sandbox.cli import sandbox_command
 
-    for module in (run_commands, inspect_commands, service_commands):
+    for module in (run_commands, inspect_commands, service_commands, verify_commands):
         for command in module.COMMANDS:
             main.add_command(command)
     main.add_command(sandbox_command, "sandbox")

@@ -1,0 +1,125 @@
+"""`verify`: does GrowPanel hold exactly what the source says? Rows always, months with `--mrr`.
+
+Exit status: 0 everything matches, 1 differences, 2 the check could not complete (whatever the
+reason: the API after its retries, a refused key, a listing that ignores `offset`, the source, an
+unset variable or an unknown run — the check has no verdict to give then).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import orjson
+import sqlalchemy.exc
+
+from backfill.cli import fail
+from backfill.cli import context as ctx
+from backfill.errors import BackfillError
+
+EXIT_INCOMPLETE = 2
+
+
+class Percent(click.ParamType):
+    """A non-negative percentage: `1`, `1%` or `0.5 %`."""
+
+    name = "percent"
+
+    def convert(self, value: Any, param: click.Parameter | None, context: click.Context | None) -> float:
+        """The number of percent."""
+        if isinstance(value, (int, float)):
+            number = float(value)
+        else:
+            try:
+                number = float(str(value).strip().removesuffix("%").strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a percentage (like 1 or 0.5%)", param, context)
+        if not number >= 0:
+            self.fail(f"{value!r} must not be negative", param, context)
+        return number
+
+
+@click.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--mrr", is_flag=True, help="Also compare MRR month by month with GET /reports/mrr (rules: docs/mrr.md).")
+@click.option("--tolerance", type=Percent(), default="1%", show_default=True, help="With --mrr: flag months whose MRR differs by more than this.")
+@click.option("--examples", "max_examples", type=click.IntRange(0, 10_000), default=5, show_default=True, help="Examples shown of each kind of difference, per entity.")
+def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_examples: int) -> None:
+    """Compare every plan, customer and invoice GrowPanel stores with the source, as RUN read it.
+
+    RUN defaults to the latest run of GROWPANEL_DATA_SOURCE_ID. Rows the run rejected are reported as
+    expected-missing, not as differences.
+    """
+    from backfill.verify.check import CheckOptions
+
+    options = CheckOptions(months=mrr, tolerance_percent=tolerance, max_examples=max_examples)
+    report = _checked(lambda: _run(run_id, options))
+    if as_json:
+        click.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        from backfill.verify.report import text_lines
+
+        for line in text_lines(report):
+            click.echo(line)
+    sys.exit(report.exit_code)
+
+
+def _run(run_id: int | None, options: Any) -> Any:
+    from backfill.verify.check import run_check
+    from backfill.verify.target import resolve_target
+
+    settings = ctx.settings("database_url", "source_database_url")
+    engine = ctx.engine(settings)
+    try:
+        target = resolve_target(engine, settings, run_id)
+    finally:
+        engine.dispose()
+    return run_check(settings, target, options)
+
+
+def _attempt(work: Any) -> tuple[Any, str | None]:
+    """(report, None), or (None, why the check could not finish) for every failure we can name."""
+    import psycopg
+
+    try:
+        return work(), None
+    except BackfillError as exc:
+        return None, str(exc)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        from backfill.cli import _database_problem
+
+        return None, _database_problem(exc)
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, f"database error: {first}"
+
+
+def _checked(work: Any) -> Any:
+    """The report of `work`, or one line on stderr and exit status 2."""
+    try:
+        report, reason = _attempt(work)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    if reason is not None:
+        fail(f"verify could not complete: {reason}", EXIT_INCOMPLETE)
+    return report
+
+
+def verify_after_run(run_id: int) -> tuple[int, dict[str, Any]]:
+    """`start --verify`: check the rows of a finished run, report on stderr; (exit status, JSON part)."""
+    from backfill.verify.check import CheckOptions
+    from backfill.verify.report import text_lines
+
+    click.echo(f"verifying run {run_id} against GrowPanel...", err=True)
+    report, reason = _attempt(lambda: _run(run_id, CheckOptions()))
+    if reason is not None:
+        click.echo(f"growpanel-backfill: verify could not complete: {reason}", err=True)
+        return EXIT_INCOMPLETE, {"complete": False, "error": reason}
+    for line in text_lines(report):
+        click.echo(line, err=True)
+    return report.exit_code, {"complete": True, **report.to_json()}
+
+
+COMMANDS = [verify]

@@ -1,0 +1,124 @@
+"""The whole check: rows of every entity, then (with `--mrr`) the month table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from backfill.api import GrowPanelClient
+from backfill.settings import Settings
+from backfill.verify.listing import ListingStats, listing_pages
+from backfill.verify.months import growpanel_months, month_lines, source_months
+from backfill.verify.pacing import make_pacer
+from backfill.verify.remote import RemoteApi
+from backfill.verify.report import EntityResult, VerifyReport
+from backfill.verify.rows import merge_entity
+from backfill.verify.source import source_rows
+from backfill.verify.spill import create_spill, spill, state_connection, state_rows
+from backfill.verify.target import Target
+from models.tables import STAGES
+from producers.source import fingerprint, source_connection
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What to check and how much to show."""
+
+    months: bool = False
+    tolerance_percent: float = 1.0
+    max_examples: int = 5
+
+
+def run_check(settings: Settings, target: Target, options: CheckOptions) -> VerifyReport:
+    """Compare GrowPanel with the source for `target`; CheckIncomplete when that cannot be finished."""
+    assert settings.source_database_url is not None and settings.database_url is not None
+    report = VerifyReport(target.run_id, target.data_source, {})
+    report.warnings += _run_warnings(settings, target)
+    pacer, warning = make_pacer(settings, target.run_id)
+    if warning:
+        report.warnings.append(warning)
+    client = GrowPanelClient(
+        settings.growpanel_api_url,
+        timeout=settings.http_timeout,
+        connect_timeout=settings.http_connect_timeout,
+        max_connections=2,
+    )
+    api = RemoteApi(client, target.api_key, settings, pacer)
+    try:
+        with source_connection(settings.source_database_url) as source:
+            reads = fingerprint(source)
+            if target.source_fingerprint is not None and reads != target.source_fingerprint:
+                report.warnings.append(
+                    f"SOURCE_DATABASE_URL reads {reads}, but run {target.run_id} read {target.source_fingerprint}"
+                )
+            with state_connection(settings.database_url) as state:
+                for entity in STAGES:
+                    report.entities[entity] = _check_entity(api, state, source, target, entity, options, report.warnings)
+            if options.months:
+                _check_months(api, source, target, options, report)
+    finally:
+        pacer.close()
+        client.close()
+    return report
+
+
+def _check_entity(
+    api: RemoteApi,
+    state: psycopg.Connection[Any],
+    source: psycopg.Connection[Any],
+    target: Target,
+    entity: str,
+    options: CheckOptions,
+    warnings: list[str],
+) -> EntityResult:
+    """Spill GrowPanel's listing of `entity`, then merge it with the source in id order."""
+    stats = ListingStats()
+    try:
+        create_spill(state)
+        spill(state, listing_pages(api, entity, target.data_source, stats))
+        result = merge_entity(
+            EntityResult(entity, options.max_examples),
+            source_rows(source, entity, target.mapping.queries[entity], target.options),
+            state_rows(state, target.run_id, entity),
+        )
+    finally:
+        # Ends the transaction, which drops the temporary table.
+        state.rollback()
+    if len(set(stats.announced)) > 1:
+        warnings.append(f"GrowPanel's count of {entity} changed while they were listed ({stats.announced[0]} -> {stats.announced[-1]})")
+    duplicates = stats.rows - result.growpanel
+    if duplicates > 0:
+        warnings.append(f"GrowPanel listed {duplicates} {entity} more than once (did rows move while it was paged?)")
+    return result
+
+
+def _check_months(api: RemoteApi, source: psycopg.Connection[Any], target: Target, options: CheckOptions, report: VerifyReport) -> None:
+    """The month table, with notes where the rules cannot match GrowPanel."""
+    computed = source_months(source, target)
+    report.tolerance_percent = options.tolerance_percent
+    months = computed.months()
+    if not months:
+        report.months = []
+        report.warnings.append("the source has no invoice that would be sent: there are no months to compare")
+        return
+    if len(computed.currencies) > 1:
+        report.warnings.append(
+            f"the source bills in {len(computed.currencies)} currencies ({', '.join(sorted(computed.currencies))}): "
+            "GrowPanel converts them to the account's currency and these rules do not, so months can differ"
+        )
+    growpanel = growpanel_months(api, target.data_source, months[0], months[-1])
+    report.months = month_lines(computed, growpanel, options.tolerance_percent)
+
+
+def _run_warnings(settings: Settings, target: Target) -> list[str]:
+    """What makes this run a questionable reference."""
+    out = []
+    if target.dry_run:
+        out.append(f"run {target.run_id} is a dry run: it sent nothing")
+    if target.state in ("running", "paused"):
+        out.append(f"run {target.run_id} is {target.state}: rows it has not sent yet are reported missing")
+    if target.api_url.rstrip("/") != settings.growpanel_api_url:
+        out.append(f"run {target.run_id} posted to {target.api_url}, this check reads {settings.growpanel_api_url}")
+    return out

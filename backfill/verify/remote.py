@@ -1,0 +1,94 @@
+"""GETs against the GrowPanel API with the importer's retry policy and rate limit.
+
+The same policy data as the workers (`RETRY_BACKOFF`, `RETRY_JITTER`, `Retry-After`, `BATCH_TIME_BUDGET`,
+`GROWPANEL_MAX_RPS`), applied to one request at a time: a check has nothing to do while it waits.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from backfill.api import GrowPanelClient, classify
+from backfill.errors import ApiError, AuthError, FatalApiError, RetriableApiError, ThrottledError
+from backfill.settings import Settings
+from backfill.verify.errors import CheckIncomplete
+from backfill.verify.pacing import Pacer
+
+
+class RemoteApi:
+    """Paced, retried JSON GETs for one data source's key."""
+
+    def __init__(
+        self,
+        client: GrowPanelClient,
+        api_key: str,
+        settings: Settings,
+        pacer: Pacer,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.api_key = api_key
+        self.backoff = settings.retry_backoff or [1.0]
+        self.jitter = settings.retry_jitter
+        self.budget = settings.batch_time_budget
+        self.pacer = pacer
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.requests = 0
+        self.retries = 0
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """The decoded body of a 2xx answer; CheckIncomplete once retries or the time budget are used up."""
+        started = time.monotonic()
+        failures = 0
+        throttles = 0
+        while True:
+            self.pacer.wait()
+            self.requests += 1
+            exchange = self.client.request("GET", path, self.api_key, params=params)
+            status = exchange.status
+            try:
+                if status is not None and 200 <= status < 300:
+                    try:
+                        return orjson.loads(exchange.content)
+                    except orjson.JSONDecodeError:
+                        raise RetriableApiError(f"HTTP {status} with a body that is not JSON", status) from None
+                classify(exchange, self.api_key)
+                raise RetriableApiError(f"HTTP {status} without a body we can read", status)
+            except ThrottledError as exc:
+                throttles += 1
+                delay = exc.retry_after if exc.retry_after is not None else self._delay(throttles)
+                # The pacer holds this and every other request back for the delay (workers too when shared).
+                self.pacer.pause(delay)
+                pause = 0.0
+                reason = str(exc)
+            except RetriableApiError as exc:
+                failures += 1
+                if failures > len(self.backoff):
+                    raise CheckIncomplete(f"GET {path} failed after {failures} attempts: {exc}") from None
+                delay = pause = self._delay(failures)
+                reason = str(exc)
+            except AuthError as exc:
+                raise CheckIncomplete(f"GET {path}: the API refused the key ({exc})") from None
+            except FatalApiError as exc:
+                raise CheckIncomplete(f"GET {path}: {exc}") from None
+            except ApiError as exc:
+                raise CheckIncomplete(f"GET {path}: {exc}") from None
+            if time.monotonic() - started + delay > self.budget:
+                raise CheckIncomplete(
+                    f"GET {path} did not succeed within BATCH_TIME_BUDGET ({self.budget:g} s): {reason}"
+                )
+            self.retries += 1
+            if pause > 0:
+                self.sleep(pause)
+
+    def _delay(self, n: int) -> float:
+        """The delay before retry number `n` (1-based), with jitter, as the workers compute it."""
+        base = self.backoff[min(n, len(self.backoff)) - 1]
+        return max(0.0, base * (1 + self.rng.uniform(-self.jitter, self.jitter)))
