@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -127,15 +128,18 @@ class ResumeResult:
     producer_restarted: bool
 
 
-def resume_run(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: int) -> ResumeResult:
+def resume_run(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: int, started_at: float | None = None) -> ResumeResult:
     """Re-queue every batch of the run that has no final outcome, and restart its producer if needed.
 
-    Batches queued before this call began may have lost their message (Redis restarted empty): they go
-    back to pending and are queued again. A concurrent `resume` waits on the run's row lock and then
-    finds them queued after its own start, so it does not queue them a second time.
+    Batches queued before this command began (`started_at`, a local time.time()) may have lost their
+    message (Redis restarted empty): they go back to pending and are queued again. A concurrent `resume`
+    waits on the run's row lock and then finds them queued after its own start, so it does not queue
+    them a second time.
     """
+    age = max(0.0, time.time() - started_at) if started_at is not None else 0.0
     with engine.begin() as conn:
-        began = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        # The command's start on the database's clock (queued_at is written with that clock).
+        began = conn.execute(text("SELECT clock_timestamp() - make_interval(secs => :age)"), {"age": age}).scalar_one()
     with engine.begin() as conn:
         run = lock_run(conn, run_id)
         if run["dry_run"]:

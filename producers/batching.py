@@ -23,6 +23,8 @@ class BatchDraft:
 
     seq: int
     stream_rows: int = 0
+    # Stream position after this batch's last row: a resumed producer skips exactly this many rows.
+    stream_end: int = 0
     entries: list[ManifestEntry] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     # True when this batch continues a customer whose earlier invoices are in the previous batch.
@@ -39,10 +41,11 @@ class BatchDraft:
 class Packer:
     """Accumulates rows into drafts; `add` and `finish` return the drafts that are complete."""
 
-    def __init__(self, stage: str, batch_size: int, next_seq: int, tail_customer: str | None) -> None:
+    def __init__(self, stage: str, batch_size: int, next_seq: int, tail_customer: str | None, position: int = 0) -> None:
         self.stage = stage
         self.batch_size = batch_size
         self.next_seq = next_seq
+        self.position = position
         self._group_key: str | None = None
         self._group_left = 0
         # A producer resumed in the middle of a big customer continues its chain.
@@ -63,27 +66,30 @@ class Packer:
     def add(self, entry: ManifestEntry | None, body: bytes | None, group_key: str | None, group_size: int) -> BatchDraft | None:
         """Add one stream row (`entry` None for a duplicate copy that gets no audit row of its own)."""
         flushed = None
-        open_ = self._open
         if self.stage == "invoices" and group_key != self._group_key:
             continuing = self._resume_tail is not None and group_key == self._resume_tail
             self._resume_tail = None
+            filled = self._open.stream_rows
+            # A customer that does not fit what is left starts a new batch: small customers never span two.
+            if filled and (group_size > self.batch_size or filled + group_size > self.batch_size):
+                flushed = self._flush(chained_next=False)
             self._group_key = group_key
             self._group_left = group_size
-            if open_.stream_rows and (group_size > self.batch_size or open_.stream_rows + group_size > self.batch_size):
-                flushed = self._flush(chained_next=False)
-                open_ = self._open
-            if continuing and not open_.stream_rows:
-                open_.chained = True
+            if continuing and not self._open.stream_rows:
+                self._open.chained = True
         elif self._resume_tail is not None:
             self._resume_tail = None
+        open_ = self._open
         open_.stream_rows += 1
+        self.position += 1
+        open_.stream_end = self.position
         self._group_left -= 1
         if entry is not None:
             open_.entries.append(entry)
             if body is not None:
                 open_.bodies.append(body)
         if open_.stream_rows >= self.batch_size:
-            if flushed is not None:  # pragma: no cover - a group never both starts a batch and fills it here
+            if flushed is not None:  # pragma: no cover - only a batch size of 1 could, and it flushes on every row
                 raise AssertionError("two batches completed by one row")
             flushed = self._flush(chained_next=self.stage == "invoices" and self._group_left > 0)
         return flushed

@@ -125,7 +125,7 @@ def produce_stage(
     targets = _targets(ctx.engine, run_id, pass_no, stage)
     writer = _BatchWriter(ctx, run_id, pass_no, stage, state["tail_batch_id"])
     if targets == []:
-        writer.finish(state["rows_read"], state["next_seq"], None)
+        writer.finish(state["rows_read"], state["next_seq"])
         return
     with source_connection(ctx.source_url) as source:
         expected = state.get("fingerprint")
@@ -143,7 +143,7 @@ def produce_stage(
             group_i = columns.index(GROUP) if stage == "invoices" else None
             cust_i = columns.index("customer_id") if stage == "invoices" else None
             reader.skip(state["rows_read"])
-            packer = Packer(stage, batch_size, state["next_seq"], state["tail_customer"])
+            packer = Packer(stage, batch_size, state["next_seq"], state["tail_customer"], state["rows_read"])
             rows_read = state["rows_read"]
             build = builder.build
             for chunk in reader.chunks():
@@ -156,11 +156,11 @@ def produce_stage(
                     else:
                         draft = packer.add(entry, body, None, 0)
                     if draft is not None:
-                        writer.add(draft, rows_read)
+                        writer.add(draft)
             last = packer.finish()
             if last is not None:
-                writer.add(last, rows_read)
-            writer.finish(rows_read, packer.next_seq, None)
+                writer.add(last)
+            writer.finish(rows_read, packer.next_seq)
         finally:
             reader.close()
 
@@ -192,13 +192,14 @@ class _BatchWriter:
         self.run_id = run_id
         self.pass_no = pass_no
         self.stage = stage
-        self.pending: list[tuple[BatchDraft, int]] = []
+        self.pending: list[BatchDraft] = []
         self.last_id = tail_batch_id
         self.last_commit = time.monotonic()
         self.committed_any = False
 
-    def add(self, draft: BatchDraft, rows_read: int) -> None:
-        self.pending.append((draft, rows_read))
+    def add(self, draft: BatchDraft) -> None:
+        """Buffer a complete batch; commit a checkpoint when enough have gathered or time has passed."""
+        self.pending.append(draft)
         # The first batch goes out at once: the first request should not wait for a whole checkpoint.
         if (
             not self.committed_any
@@ -207,19 +208,22 @@ class _BatchWriter:
         ):
             self.commit(produced=False)
 
-    def finish(self, rows_read: int, next_seq: int, _unused: None) -> None:
+    def finish(self, rows_read: int, next_seq: int) -> None:
+        """The last checkpoint: the stage is produced."""
         self.commit(produced=True, rows_read=rows_read, next_seq=next_seq)
 
     def commit(self, produced: bool, rows_read: int | None = None, next_seq: int | None = None) -> None:
+        """Insert the buffered batches and move the stage's resume point past them, atomically."""
         with self.ctx.engine.begin() as conn:
             if claim_producer(conn, self.run_id, self.ctx.owner, self.ctx.lease_seconds) is None:
                 raise LeaseLost(self.run_id)
             tail_customer = None
-            for draft, read in self.pending:
+            for draft in self.pending:
                 self.last_id = _insert_batch(conn, self.run_id, self.pass_no, self.stage, draft, self.last_id)
                 tail_customer = draft.tail_customer
-                rows_read = read if rows_read is None or read > rows_read else rows_read
-                next_seq = draft.seq + 1 if next_seq is None or draft.seq + 1 > next_seq else next_seq
+                if not produced:
+                    rows_read = draft.stream_end
+                    next_seq = draft.seq + 1
             if self.pending or produced:
                 conn.execute(
                     text(
@@ -245,7 +249,7 @@ class _BatchWriter:
                     },
                 )
             if self.pending:
-                _mark_targets_found(conn, self.run_id, self.pass_no, self.stage, [d for d, _ in self.pending])
+                _mark_targets_found(conn, self.run_id, self.pass_no, self.stage, self.pending)
         self.pending.clear()
         self.committed_any = True
         self.last_commit = time.monotonic()

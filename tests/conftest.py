@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -117,3 +117,37 @@ _schemas = itertools.count(1)
 def source_schema(source_db: Database) -> str:
     """A fresh schema name in the source database for this test."""
     return f"src_{next(_schemas)}"
+
+
+@pytest.fixture
+def make_stack(source_db: Database, sandbox_process: SandboxProcess, workdir: Path, data_source: tuple[str, str]) -> Iterator[Callable[..., Stack]]:
+    """Build a deployment of its own (own state database and broker, own workers) for a fault test.
+
+    Its workers and sweeper see only its runs, so killing, flushing or misconfiguring them cannot
+    disturb the shared deployment, nor can the shared worker rescue this test's runs.
+    """
+    made: list[tuple[Stack, Database, RedisServer | None]] = []
+
+    def build(redis: RedisServer | None = None, **env: str) -> Stack:
+        db = Database("state")
+        own_redis = None
+        if redis is None:
+            own_redis = redis = RedisServer()
+            redis.start()
+        ds, key = data_source
+        stack = Stack(
+            {**base_env(db, source_db, redis.url(0), sandbox_process.url), "GROWPANEL_DATA_SOURCE_ID": ds, "GROWPANEL_API_KEY": key, **env},
+            sandbox_process.url,
+            workdir,
+        )
+        migrated = stack.cli("migrate")
+        assert migrated.code == 0, migrated.stderr
+        made.append((stack, db, own_redis))
+        return stack
+
+    yield build
+    for stack, db, own_redis in made:
+        stack.close()
+        db.drop()
+        if own_redis is not None:
+            own_redis.cleanup()

@@ -7,15 +7,21 @@ differences); 2 the run is paused or failed (or a check could not complete); 3 a
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+import time
 
-import click
-import sqlalchemy.exc
+# When this command began, before the heavier imports: `resume` leaves alone what a concurrent
+# resume queued after this moment.
+STARTED_AT = time.time()
 
-from backfill.errors import ConfigError, RunStateError
+import functools  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+import click  # noqa: E402
+import sqlalchemy.exc  # noqa: E402
+
+from backfill.errors import ConfigError, RunStateError  # noqa: E402
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,10 +74,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from backfill.cli import inspect_commands, run_commands, service_commands, verify_commands
+    from backfill.cli import inspect_commands, ops_commands, run_commands, service_commands, verify_commands
     from sandbox.cli import sandbox_command
 
-    for module in (run_commands, inspect_commands, service_commands, verify_commands):
+    for module in (run_commands, inspect_commands, service_commands, verify_commands, ops_commands):
         for command in module.COMMANDS:
             main.add_command(command)
     main.add_command(sandbox_command, "sandbox")

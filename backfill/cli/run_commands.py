@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from backfill.cli import EXIT_CONFIG, fail, handles_errors
+from backfill.cli import EXIT_CONFIG, STARTED_AT, fail, handles_errors
 from backfill.cli import context as ctx
 from backfill.errors import RunStateError
 
@@ -240,7 +240,7 @@ def resume(run_id: int, wait: bool, as_json: bool) -> None:
     settings = ctx.settings("database_url", "celery_broker_url")
     engine = ctx.engine(settings)
     ctx.check_broker(settings)
-    result = resume_run(engine, run_id, ctx.publisher(settings), settings.max_in_flight)
+    result = resume_run(engine, run_id, ctx.publisher(settings), settings.max_in_flight, STARTED_AT)
     if result.state != "running":
         click.echo(f"run {run_id} is {result.state}: nothing to resume")
         return

@@ -46,7 +46,8 @@ class Percent(click.ParamType):
 @click.option("--mrr", is_flag=True, help="Also compare MRR month by month with GET /reports/mrr (rules: docs/mrr.md).")
 @click.option("--tolerance", type=Percent(), default="1%", show_default=True, help="With --mrr: flag months whose MRR differs by more than this.")
 @click.option("--examples", "max_examples", type=click.IntRange(0, 10_000), default=5, show_default=True, help="Examples shown of each kind of difference, per entity.")
-def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_examples: int) -> None:
+@click.option("--page-size", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Rows asked for per listing request (`limit`); lower it for an API that caps pages lower.")
+def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_examples: int, page_size: int) -> None:
     """Compare every plan, customer and invoice GrowPanel stores with the source, as RUN read it.
 
     RUN defaults to the latest run of GROWPANEL_DATA_SOURCE_ID. Rows the run rejected are reported as
@@ -54,7 +55,7 @@ def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_e
     """
     from backfill.verify.check import CheckOptions
 
-    options = CheckOptions(months=mrr, tolerance_percent=tolerance, max_examples=max_examples)
+    options = CheckOptions(months=mrr, tolerance_percent=tolerance, max_examples=max_examples, page_size=page_size)
     report = _checked(lambda: _run(run_id, options))
     if as_json:
         click.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
