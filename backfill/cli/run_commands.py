@@ -103,6 +103,7 @@ def poll_processing(settings: Any, timeout: float, interval: float = 1.0) -> dic
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation of --reset-data-source.")
 @click.option("--wait-processing", is_flag=True, help="After the last stage, wait until GrowPanel has processed the data.")
 @click.option("--processing-timeout", default=3600.0, show_default=True, help="Seconds --wait-processing waits at most.")
+@click.option("--verify", "verify_rows", is_flag=True, help="Implies --wait: when the run has finished, check every row against GrowPanel (`verify`); differences make the exit code 1.")
 @handles_errors
 def start(
     mapping_file: str | None,
@@ -114,6 +115,7 @@ def start(
     yes: bool,
     wait_processing: bool,
     processing_timeout: float,
+    verify_rows: bool,
 ) -> None:
     """Check the configuration and the mapping, create a run and queue its first stage."""
     from backfill.runs import RunOptions, active_run, create_run
@@ -167,7 +169,7 @@ def start(
     run_id = create_run(engine, options)
     publisher = ctx.publisher(settings)
     publisher.publish_produce(run_id)
-    if not (wait or wait_processing):
+    if not (wait or wait_processing or verify_rows):
         click.echo(run_id)
         return
     click.echo(f"run {run_id} started for data source {data_source}", err=True)
@@ -175,9 +177,15 @@ def start(
     if wait_processing and doc["state"] in ("succeeded", "completed_with_errors"):
         progress = poll_processing(settings, processing_timeout)
         doc["growpanel_processing"] = progress
+    code = exit_code(doc["state"])
+    if verify_rows and doc["state"] in ("succeeded", "completed_with_errors"):
+        from backfill.cli.verify_commands import verify_after_run
+
+        verify_code, doc["verify"] = verify_after_run(run_id)
+        code = max(code, verify_code)
     if as_json:
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
-    sys.exit(exit_code(doc["state"]))
+    sys.exit(code)
 
 
 def reset_data_source_now(settings: Any) -> None:

@@ -9,7 +9,7 @@ import psycopg
 
 from backfill.api import GrowPanelClient
 from backfill.settings import Settings
-from backfill.verify.listing import ListingStats, listing_pages
+from backfill.verify.listing import PAGE_SIZE, ListingStats, listing_pages
 from backfill.verify.months import growpanel_months, month_lines, source_months
 from backfill.verify.pacing import make_pacer
 from backfill.verify.remote import RemoteApi
@@ -29,6 +29,7 @@ class CheckOptions:
     months: bool = False
     tolerance_percent: float = 1.0
     max_examples: int = 5
+    page_size: int = PAGE_SIZE
 
 
 def run_check(settings: Settings, target: Target, options: CheckOptions) -> VerifyReport:
@@ -77,7 +78,7 @@ def _check_entity(
     stats = ListingStats()
     try:
         create_spill(state)
-        spill(state, listing_pages(api, entity, target.data_source, stats))
+        spill(state, listing_pages(api, entity, target.data_source, stats, options.page_size))
         result = merge_entity(
             EntityResult(entity, options.max_examples),
             source_rows(source, entity, target.mapping.queries[entity], target.options),

@@ -124,7 +124,7 @@ def test_deleted_added_and_changed_rows_are_each_reported_exactly(stack: Stack, 
     ]
     text = _verify(stack)
     assert text.code == 1
-    assert "DIFFERENCES — 3 rows differ" in text.stdout
+    assert "DIFFERENCES — 4 rows differ" in text.stdout
     assert "invoices missing in GrowPanel:\n  inv_003" in text.stdout
     assert "plans in GrowPanel but not in the source:\n  plan_ghost" in text.stdout
     assert "cust_123 — name: 'Acme Inc' in the source, 'Acme Corp' in GrowPanel" in text.stdout
