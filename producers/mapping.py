@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from backfill.errors import ConfigError
 from models.tables import STAGES
 from producers.fields import ENTITY_FIELDS, REQUIRED_COLUMNS
+from producers.source import stage_query
 
 DEFAULT_QUERIES = {stage: f"SELECT * FROM {stage}" for stage in STAGES}
 
@@ -103,6 +105,10 @@ def _writes(plan: Any) -> bool:
     return False
 
 
+def _first_line(exc: psycopg.Error) -> str:
+    return (exc.diag.message_primary or str(exc) or type(exc).__name__).splitlines()[0]
+
+
 def describe_query(conn: psycopg.Connection[Any], stage: str, query: str) -> list[str]:
     """The column names the query returns, without reading any row (inside a READ ONLY transaction)."""
     try:
@@ -116,14 +122,29 @@ def describe_query(conn: psycopg.Connection[Any], stage: str, query: str) -> lis
                 )
             cur.execute(f"SELECT * FROM ({query}) AS gp_source LIMIT 0")  # noqa: S608
             columns = [d.name for d in cur.description or []]
-        conn.rollback()
     except psycopg.Error as exc:
-        conn.rollback()
-        first_line = (exc.diag.message_primary or str(exc)).splitlines()[0]
         if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-            raise ConfigError(f"{stage} query tries to write to the source, which is read only: {first_line}") from None
-        raise ConfigError(f"{stage} query failed: {first_line}") from None
+            raise ConfigError(
+                f"{stage} query tries to write to the source, which is read only: {_first_line(exc)}"
+            ) from None
+        raise ConfigError(f"{stage} query failed: {_first_line(exc)}") from None
+    finally:
+        conn.rollback()
     return columns
+
+
+def plan_stage(conn: psycopg.Connection[Any], stage: str, query: str) -> None:
+    """Plan the query as producers run it (grouped by id, invoices by customer and date): type problems show now."""
+    try:
+        conn.execute(sql.SQL("EXPLAIN ") + stage_query(stage, query, 1, with_targets=False))
+    except psycopg.Error as exc:
+        keys = "`id`, `customer_id` and `date`" if stage == "invoices" else "`id`"
+        raise ConfigError(
+            f"{stage} query cannot be read in the importer's order (it groups and sorts rows by {keys}): "
+            f"{_first_line(exc)}"
+        ) from None
+    finally:
+        conn.rollback()
 
 
 def check_mapping(conn: psycopg.Connection[Any], mapping: Mapping) -> dict[str, list[str]]:
@@ -132,5 +153,6 @@ def check_mapping(conn: psycopg.Connection[Any], mapping: Mapping) -> dict[str, 
     for stage in STAGES:
         columns = describe_query(conn, stage, mapping.queries[stage])
         check_columns(stage, columns)
+        plan_stage(conn, stage, mapping.queries[stage])
         result[stage] = columns
     return result

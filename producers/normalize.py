@@ -22,10 +22,12 @@ from producers.fields import (
     BILLING_FREQS,
     DATE_FIELDS,
     INVOICE_TYPES,
+    MAX_ID_LENGTH,
+    MAX_JSON_DEPTH,
     MAX_JSON_INT,
 )
 from producers.iso_codes import COUNTRIES, CURRENCIES
-from producers.pgtypes import Unrepresentable
+from producers.pgtypes import UnreadableJson, Unrepresentable
 
 # Postgres type names whose values our loaders already turned into canonical ISO strings.
 _PG_DATE_TYPES = frozenset({"timestamptz", "timestamp", "date"})
@@ -35,12 +37,26 @@ class _Bad(Exception):
     """A value that cannot be sent; the message completes '<field> ...'."""
 
 
+_NUL = "must not contain a NUL character (\\u0000)"
+
+
 def show(value: Any, limit: int = 60) -> str:
     """A short, printable rendering of a bad value for messages (long text is cut, NULs escaped)."""
-    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+    cls = value.__class__
+    if cls is UnreadableJson:
+        text = f"JSON that cannot be read ({value})"
+    elif cls is Unrepresentable:
+        text = f"the date {str(value)!r}"
+    elif cls is int and value.bit_length() > 3000:
+        # str() of an int past 4,300 digits raises; no source type gives one, but a message must never fail.
+        text = f"an integer of {value.bit_length()} bits"
+    elif isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         text = str(value)
     elif isinstance(value, str):
-        text = repr(str(value))
+        # Cut before repr: a 1 GB text must not be copied to say that it is wrong.
+        text = repr(str(value)[:limit])
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        text = f"{type(value).__name__} {bytes(value[:limit])!r}"
     else:
         text = f"{type(value).__name__} {value!r}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -49,16 +65,25 @@ def show(value: Any, limit: int = 60) -> str:
 def _id(value: Any) -> str:
     t = type(value)
     if t is str:
+        # Ids key the audit table (a btree holds at most ~2,700 bytes a key) and travel in every message.
+        if len(value) > MAX_ID_LENGTH:
+            raise _Bad(f"must be at most {MAX_ID_LENGTH} characters, got {len(value)} characters: {show(value)}")
+        if "\x00" in value:
+            raise _Bad(f"{_NUL}, got {show(value)}")
         return value
     if t is int or t is UUID:
         return str(value)
     if t is Decimal and value.is_finite() and value == value.to_integral_value():
+        if value.adjusted() >= MAX_ID_LENGTH:
+            raise _Bad(f"must be at most {MAX_ID_LENGTH} characters, got the number {show(value)}")
         return str(int(value))
     raise _Bad(f"must be text or an integer, got {show(value)}")
 
 
 def _text(value: Any) -> str:
     if type(value) is str:
+        if "\x00" in value:
+            raise _Bad(f"{_NUL}, got {show(value)}")
         return value
     raise _Bad(f"must be text, got {show(value)}")
 
@@ -67,6 +92,13 @@ def _lower_code(value: Any) -> str:
     if type(value) is str:
         return value.strip().lower()
     raise _Bad(f"must be text, got {show(value)}")
+
+
+def _state(value: Any) -> str:
+    code = _lower_code(value)
+    if "\x00" in code:
+        raise _Bad(f"{_NUL}, got {show(value)}")
+    return code
 
 
 def _country(value: Any) -> str:
@@ -83,13 +115,22 @@ def _currency(value: Any) -> str:
     return code
 
 
+# Stands for any integral value far outside the JSON range, without building a huge int.
+_BEYOND = MAX_JSON_INT + 1
+
+
 def _integer(value: Any) -> int:
+    """The value as an int; magnitudes far past 2^53 come back as +-_BEYOND (messages show the value)."""
     t = type(value)
     if t is int:
         return value  # type: ignore[no-any-return]
     if t is Decimal and value.is_finite() and value == value.to_integral_value():
+        if value.adjusted() > 18:
+            return _BEYOND if value > 0 else -_BEYOND
         return int(value)
     if t is float and value.is_integer():
+        if abs(value) > MAX_JSON_INT:
+            return _BEYOND if value > 0 else -_BEYOND
         return int(value)
     raise _Bad(f"must be an integer, got {show(value)}")
 
@@ -97,18 +138,18 @@ def _integer(value: Any) -> int:
 def _non_negative(value: Any) -> int:
     n = _integer(value)
     if n < 0:
-        raise _Bad(f"must not be negative, got {n}")
+        raise _Bad(f"must not be negative, got {show(value)}")
     if n > MAX_JSON_INT:
-        raise _Bad(f"is too large to send exactly as a JSON number (over 2^53-1), got {n}")
+        raise _Bad(f"is too large to send exactly as a JSON number (over 2^53-1), got {show(value)}")
     return n
 
 
 def _positive(value: Any) -> int:
     n = _integer(value)
     if n < 1:
-        raise _Bad(f"must be a positive integer, got {n}")
+        raise _Bad(f"must be a positive integer, got {show(value)}")
     if n > MAX_JSON_INT:
-        raise _Bad(f"is too large to send exactly as a JSON number (over 2^53-1), got {n}")
+        raise _Bad(f"is too large to send exactly as a JSON number (over 2^53-1), got {show(value)}")
     return n
 
 
@@ -118,15 +159,62 @@ def _boolean(value: Any) -> bool:
     raise _Bad(f"must be a boolean, got {show(value)}")
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _json_problem(value: Any, depth: int = 1) -> str | None:
+    """Why a loaded JSON value cannot be sent: a NUL anywhere, or nesting deeper than MAX_JSON_DEPTH."""
+    if depth > MAX_JSON_DEPTH:
+        return f"is nested more than {MAX_JSON_DEPTH} levels deep"
+    if type(value) is dict:
+        for key, inner in value.items():
+            if "\x00" in key:
+                return f"{_NUL}, found in the key {show(key)}"
+            t = type(inner)
+            if t is str:
+                if "\x00" in inner:
+                    return f"{_NUL}, found in the string {show(inner)}"
+            elif t is dict or t is list:
+                problem = _json_problem(inner, depth + 1)
+                if problem is not None:
+                    return problem
+        return None
+    for inner in value:
+        t = type(inner)
+        if t is str:
+            if "\x00" in inner:
+                return f"{_NUL}, found in the string {show(inner)}"
+        elif t is dict or t is list:
+            problem = _json_problem(inner, depth + 1)
+            if problem is not None:
+                return problem
+    return None
+
+
 def _object(value: Any) -> dict[str, Any]:
-    if type(value) is str:
+    t = type(value)
+    if t is str:
         try:
             value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raise _Bad("must be a JSON object, got text that is not JSON") from None
+        except orjson.JSONDecodeError as exc:
+            raise _Bad(f"must be a JSON object, got text that is not JSON ({exc})") from None
+    elif t is UnreadableJson:
+        raise _Bad(f"is JSON that cannot be read ({value})")
     if type(value) is dict:
+        problem = _json_problem(value)
+        if problem is not None:
+            raise _Bad(problem)
         return value
-    raise _Bad(f"must be a JSON object, got {type(value).__name__}")
+    if value is None:
+        raise _Bad("must be a JSON object, got null")
+    kind = _JSON_KINDS.get(type(value))
+    if kind is None:
+        raise _Bad(f"must be a JSON object, got {show(value)}")
+    try:
+        shown = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        shown = show(value)
+    raise _Bad(f"must be a JSON object, got {kind} {shown if len(shown) <= 60 else shown[:57] + '...'}")
 
 
 def _trusted_instant(value: Any) -> str:
@@ -137,13 +225,23 @@ def _trusted_instant(value: Any) -> str:
 
 
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z")
+# The seconds' fraction of a text date: cut out before parsing (Python keeps only microseconds) and put back.
+_FRACTION = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d([.,]\d+)")
 
 
-def _format_instant(moment: datetime) -> str:
+def _format_instant(moment: datetime, fraction: str | None = None, original: Any = None) -> str:
+    """ISO 8601 in UTC with a Z; `fraction` (digits) replaces Python's microseconds when given."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
+        try:
+            moment = moment.astimezone(timezone.utc)
+        except OverflowError:
+            shown = show(moment if original is None else original)
+            raise _Bad(f"falls outside the years 0001-9999 once converted to UTC, got {shown}") from None
+    # Not strftime: its %Y does not pad years before 1000 ("1-01-01").
+    text = moment.replace(tzinfo=None, microsecond=0).isoformat()
+    if fraction:
+        text += f".{fraction}"
+    elif moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return f"{text}Z"
 
@@ -158,11 +256,21 @@ def _parsed_instant(value: Any) -> str:
             except ValueError:
                 raise _Bad(f"is not a valid ISO 8601 date, got {show(value)}") from None
             return text
+        fraction = None
+        cut = _FRACTION.match(text)
+        if cut is not None:
+            fraction = cut.group(1)[1:].rstrip("0")
+            text = text[: cut.start(1)] + text[cut.end(1) :]
         try:
             moment = datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError:
             raise _Bad(f"is not an ISO 8601 date, got {show(value)}") from None
-        return _format_instant(moment)
+        offset = moment.utcoffset()
+        if fraction and offset is not None and offset.microseconds:
+            # An offset with a fraction of a second shifts the fraction too: Python's microseconds, then.
+            fraction = None
+            moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+        return _format_instant(moment, fraction, value)
     if isinstance(value, datetime):
         return _format_instant(value)
     if isinstance(value, date):
@@ -199,7 +307,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "email": _text,
     "product_name": _text,
     "country": _country,
-    "state": _lower_code,
+    "state": _state,
     "currency": _currency,
     "billing_freq": _billing_freq,
     "billing_freq_count": _positive,
@@ -277,8 +385,13 @@ class RowBuilder:
         if entity == "invoices":
             problems = self._finish_invoice(out, problems)
         elif entity == "customers":
+            if out.get("state") == "":
+                # A state of spaces only: empty once trimmed, so absent like an empty string.
+                del out["state"]
             if "name" not in out and "email" not in out:
-                problems = (problems or []) + ["name or email is required"]
+                # A name or email that is there but wrong has its own message already.
+                if not (problems and any(p.startswith(("name ", "email ")) for p in problems)):
+                    problems = (problems or []) + ["name or email is required"]
         else:
             problems = self._finish_plan(out, problems)
         ext_id = out.get("id")
@@ -286,7 +399,10 @@ class RowBuilder:
         return ext_id, (None if problems else out), problems, out.get("customer_id"), out.get("plan_id")
 
     def _finish_invoice(self, out: dict[str, Any], problems: list[str] | None) -> list[str] | None:
-        out.pop("amount", None)
+        alias = out.pop("amount", None)
+        if alias is not None and "amount_cents" in out and alias != out["amount_cents"]:
+            # Both columns given: they must agree, or we would silently send one of them.
+            problems = (problems or []) + [f"amount ({alias}) and amount_cents ({out['amount_cents']}) differ"]
         if out.get("type") == "subscription" and "plan_id" not in out:
             if not (problems and any(p.startswith("plan_id ") for p in problems)):
                 problems = (problems or []) + ["plan_id is required when type is subscription"]
@@ -302,7 +418,10 @@ class RowBuilder:
         months = BILLING_FREQ_AS_MONTHS.get(out.get("billing_freq", ""))
         if months:
             out["billing_freq"] = "month"
-            out["billing_freq_count"] = months * out.get("billing_freq_count", 1)
+            count = months * out.get("billing_freq_count", 1)
+            if count > MAX_JSON_INT:
+                problems = (problems or []) + [f"billing_freq_count is too large once counted in months, got {count}"]
+            out["billing_freq_count"] = count
         if self.options.plan_send_external_id and "id" in out and "external_id" not in out:
             out["external_id"] = out["id"]
         return problems

@@ -3,7 +3,9 @@
 Postgres sends timestamps as text; with the session in UTC we rewrite that text into ISO 8601 with a `Z`
 instead of building datetime objects: it is faster, keeps every digit of sub-second precision, and
 values Python cannot represent (infinity, BC, year 10000) become `Unrepresentable` instead of an
-exception that would abort the whole fetch.
+exception that would abort the whole fetch. JSON our reader refuses (a lone surrogate escape, a number
+past the double range, nesting past 1,024 levels) becomes `UnreadableJson` for the same reason: a loader
+that raises loses every row of the fetch, not just the bad one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,20 @@ class Unrepresentable(str):
     """A source date that has no ISO 8601 form the API accepts (kept as Postgres printed it)."""
 
     __slots__ = ()
+
+
+class UnreadableJson(str):
+    """A `json`/`jsonb` value the JSON reader refused; the text is the reader's reason."""
+
+    __slots__ = ()
+
+
+def load_json(data: Any) -> Any:
+    """orjson.loads, with a refused document turned into UnreadableJson instead of an exception."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return UnreadableJson(str(exc))
 
 
 def _text(data: Any) -> str:
@@ -65,4 +81,4 @@ def configure_source_connection(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("timestamptz", TimestamptzIsoLoader)
     conn.adapters.register_loader("timestamp", TimestampIsoLoader)
     conn.adapters.register_loader("date", DateIsoLoader)
-    set_json_loads(orjson.loads, conn)
+    set_json_loads(load_json, conn)
