@@ -228,7 +228,7 @@ def detail_lines(doc: dict[str, Any]) -> list[str]:
     if doc["pruned_at"] and doc["row_outcomes"] is None:
         lines.append(
             f"the run's detail was pruned at {doc['pruned_at']}: rows and attempts are gone, "
-            f"the counts above are kept ({doc['attempts_used']} attempts used, {doc['throttled']} rate limited)"
+            f"the counts above are kept (attempts used: {doc['attempts_used']}, rate limited: {doc['throttled']})"
         )
         return lines
     attempts = doc["http_attempts"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from html import escape
 from importlib import resources
 from typing import Any
@@ -14,6 +15,7 @@ from models.tables import STAGES
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _COUNTS = ("inserted", "updated", "unchanged", "success", "unchanged (skipped locally)")
+_COUNT_HEADS = ("inserted", "updated", "unchanged", "success", "unchanged locally")
 
 
 def _resource(name: str) -> str:
@@ -31,7 +33,7 @@ def render_html(data: dict[str, Any]) -> str:
     run = data["run"]
     parts = {
         "title": escape(f"Run {run['run_id']} — {run['data_source']}"),
-        "generated": escape(data["generated_at"]),
+        "generated": escape(_when(data["generated_at"])),
         "note": _note(data),
         "summary": _summary(run),
         "stages": _stages(data["status"]),
@@ -55,7 +57,7 @@ def _note(data: dict[str, Any]) -> str:
     if not data["pruned"]:
         return ""
     return (
-        f'<p class="note" id="pruned-note">The detail of this run was pruned at {escape(data["run"]["pruned_at"])}: '
+        f'<p class="note" id="pruned-note">The detail of this run was pruned at {escape(_when(data["run"]["pruned_at"]))}: '
         "the summary, the per-stage counts and the throughput come from the batches' counters, which are kept; "
         "error reasons, example ids and per-attempt figures are no longer available.</p>"
     )
@@ -67,8 +69,8 @@ def _summary(run: dict[str, Any]) -> str:
         ("State", f'<span class="state state-{escape(run["state"])}">{escape(run["state"])}</span>'),
         ("Data source", escape(run["data_source"])),
         ("Pass", str(run["pass"])),
-        ("Started", escape(run["started_at"] or "-")),
-        ("Finished", escape(run["finished_at"] or "-")),
+        ("Started", escape(_when(run["started_at"]))),
+        ("Finished", escape(_when(run["finished_at"]))),
         ("Duration", escape(_duration(run["duration_seconds"]))),
         ("Rows", _n(run["rows"])),
         ("Batch size", str(run["batch_size"])),
@@ -79,12 +81,21 @@ def _summary(run: dict[str, Any]) -> str:
     if run["paused_reason"]:
         rows.append(("Reason", escape(run["paused_reason"])))
     if run["pruned_at"]:
-        rows.append(("Detail pruned", escape(run["pruned_at"])))
+        rows.append(("Detail pruned", escape(_when(run["pruned_at"]))))
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     return f'<table class="kv" id="summary-table"><tbody>{body}</tbody></table>'
 
 
+def _when(iso: str | None) -> str:
+    """`2026-01-31 12:00:05 UTC` from an ISO 8601 instant."""
+    if not iso:
+        return "-"
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 0:
+        return "-"
     whole = int(seconds)
     if whole < 60:
         return f"{seconds:.1f} s"
@@ -94,7 +105,7 @@ def _duration(seconds: float) -> str:
 def _stages(status: dict[str, Any]) -> str:
     head = (
         "<tr><th>stage</th><th>state</th><th class='n'>rows</th><th class='n'>accepted</th>"
-        + "".join(f"<th class='n'>{escape(c)}</th>" for c in _COUNTS)
+        + "".join(f"<th class='n'>{escape(c)}</th>" for c in _COUNT_HEADS)
         + "<th class='n'>error</th><th class='n'>invalid</th><th class='n'>skipped</th><th class='n'>pending</th>"
         "<th class='n'>failed batches</th></tr>"
     )
