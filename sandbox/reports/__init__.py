@@ -1,4 +1,4 @@
-"""Report endpoints under `/reports/*`, one module per report (e.g. a future `mrr.py`).
+"""Report endpoints under `/reports/*`, one module per report (`mrr.py`: `GET /reports/mrr`).
 
 Each report module exposes `routes(state) -> list[BaseRoute]`, its handlers start with
 `admission = await sandbox.gate.admit(state, request)` (auth, rate limit, faults), read
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
+from sandbox.reports import mrr
 from sandbox.state import SandboxState
 
 
 def report_routes(state: SandboxState) -> list[BaseRoute]:
-    """The routes of every report module (none yet)."""
-    return []
+    """The routes of every report module."""
+    return [*mrr.routes(state)]
