@@ -211,7 +211,7 @@ def month_table(months: list[MonthLine], tolerance: float) -> list[str]:
         pct = "-" if m.difference_percent is None else f"{m.difference_percent:.2f}%"
         lines.append(
             f"{m.period:<8} {_money(m.source['total_mrr']):>14} {gp_total:>14} {diff:>12} {pct:>8} "
-            f"{m.source['total_customers']:>10} {gp_customers:>9}  {'!!' if m.flagged else ''}"
+            f"{m.source['total_customers']:>10} {gp_customers:>9}  {'!!' if m.flagged else ''}".rstrip()
         )
     return lines
 
