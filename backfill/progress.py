@@ -8,8 +8,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 from models.tables import STAGES
 
@@ -74,9 +76,10 @@ def _watch_bars(fetch: Callable[[], dict[str, Any]], interval: float, stream: Te
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>9} rows/s  ETA {task.fields[eta]}  {task.fields[state]}"),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    progress = Progress(*columns, console=console)
+    counts = Text("")
+    with Live(Group(progress, counts), console=console, refresh_per_second=8):
         tasks = {stage: progress.add_task(stage, total=None, rate="0", eta="--:--:--", state="waiting") for stage in STAGES}
-        line = progress.add_task("", total=None, visible=True)
         while True:
             doc = fetch()
             for stage in STAGES:
@@ -92,7 +95,7 @@ def _watch_bars(fetch: Callable[[], dict[str, Any]], interval: float, stream: Te
                     eta=_eta(s["rows"] - done, rate) if s["state"] != "done" else "0:00:00",
                     state=s["state"],
                 )
-            progress.update(line, description=outcome_line(doc))
+            counts.plain = outcome_line(doc)
             if not until_final or doc["state"] in FINAL_STATES:
                 return doc
             time.sleep(interval)

@@ -250,11 +250,12 @@ def resume(run_id: int, wait: bool, as_json: bool) -> None:
     ctx.check_broker(settings)
     result = resume_run(engine, run_id, ctx.publisher(settings), settings.max_in_flight, STARTED_AT)
     if result.state != "running":
-        click.echo(f"run {run_id} is {result.state}: nothing to resume")
+        click.echo(f"run {run_id} is {result.state}: nothing to resume", err=as_json)
         return
     click.echo(
         f"run {run_id} resumed: {result.requeued} batches queued again"
-        + (", producer restarted" if result.producer_restarted else "")
+        + (", producer restarted" if result.producer_restarted else ""),
+        err=as_json,
     )
     if wait:
         doc = wait_for_run(engine, run_id, as_json)
@@ -293,7 +294,8 @@ def retry(run_id: int, wait: bool, as_json: bool) -> None:
         return
     ctx.publisher(settings).publish_produce(run_id)
     click.echo(
-        f"run {run_id}: retrying {counts['plans']} plans, {counts['customers']} customers, {counts['invoices']} invoices"
+        f"run {run_id}: retrying {counts['plans']} plans, {counts['customers']} customers, {counts['invoices']} invoices",
+        err=as_json,
     )
     if not wait:
         return
