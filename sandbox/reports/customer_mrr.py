@@ -93,9 +93,9 @@ class CustomerMrr:
             elif kind == "refund":
                 plan_id = invoice.get("plan_id")
                 # Clarification 5: a plan_id that names no stored plan is monthly, not the plan of s.
-                factor = None if plan_id is None else factors.get(plan_id, MONTHLY)
+                own = None if plan_id is None else factors.get(plan_id, MONTHLY)
                 month = month_of(_instant(invoice["date"]))
-                self._refunds.setdefault(month, []).append(_Refund(invoice["amount_cents"], factor))
+                self._refunds.setdefault(month, []).append(_Refund(invoice["amount_cents"], own))
         subscriptions.sort()
         cancellations.sort()
         self._subscriptions = subscriptions

@@ -242,6 +242,31 @@ def test_latest_subscription_by_start_then_date_then_id(api: Api) -> None:
     assert _report(api, "?date=20240101-20240131") == [entry("2024-01", 1000, 1, new=1000)]
 
 
+def test_a_cancellation_amount_is_no_refund(api: Api) -> None:
+    invoices = [
+        sub("k1", "cust_k", "plan_basic", 1000, "2024-01-01", "2024-03-01"),
+        # Dated before k3 starts, so it cancels nothing; its 500 must not be subtracted in March.
+        other("k_cancel", "cust_k", "cancellation", 500, "2024-03-05", plan_id="plan_basic"),
+        sub("k3", "cust_k", "plan_basic", 2000, "2024-03-10", "2024-04-10"),
+    ]
+    _load(api, [plan(id="plan_basic")], [customer(id="cust_k")], invoices)
+    assert _report(api, "?date=20240101-20240430") == [
+        entry("2024-01", 1000, 1, new=1000),
+        entry("2024-02", 1000, 1),  # k1 ends 03-01 == T: still active
+        entry("2024-03", 2000, 1, expansion=1000),  # k3: 2000, not 2000 − 500
+        entry("2024-04", 0, 0, churn=2000),  # k3 ended 04-10 < 05-01
+    ]
+
+
+def test_plans_count_as_stored_now(api: Api) -> None:
+    x1 = sub("x1", "cust_x", "plan_x", 1200, "2024-01-01", "2025-01-01")
+    _load(api, [plan(id="plan_x")], [customer(id="cust_x")], [x1])
+    assert _report(api) == [entry("2024-01", 1200, 1, new=1200)]
+    # The same plan made annual re-values the invoice already stored: 1200 / 12.
+    assert api.rows("/data/plans", plan(id="plan_x", billing_freq="year"))[0]["export_status"] == "updated"
+    assert _report(api) == [entry("2024-01", 100, 1, new=100)]
+
+
 def test_default_range_follows_invoice_dates(api: Api) -> None:
     # Billed in arrears: dated in February for January. The default range starts with the month of
     # the earliest invoice *date*, February; January's MRR is still February's `prev`.
@@ -291,14 +316,21 @@ def _month_start(index: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
+NAIVE_FACTORS = {
+    "month": Fraction(1),
+    "year": Fraction(1, 12),
+    "week": Fraction(52, 12),
+    "day": Fraction(365, 12),
+}
+
+
 def _naive_monthly(amount: int, plan_row: dict[str, Any] | None) -> int:
     """Rule 1 read literally: amount × factor, exactly, rounded half up (amounts are >= 0)."""
     if plan_row is None:
         exact = Fraction(amount)
     else:
         count = plan_row.get("billing_freq_count", 1)
-        per = {"month": 1, "year": Fraction(1, 12), "week": Fraction(52, 12), "day": Fraction(365, 12)}
-        exact = Fraction(amount) * per[plan_row["billing_freq"]] / count
+        exact = amount * NAIVE_FACTORS[plan_row["billing_freq"]] / count
     return int(exact + Fraction(1, 2))  # int() floors a non-negative Fraction
 
 
@@ -357,7 +389,7 @@ def _naive_report(
                 moves["contraction"] += prev - cur
         totals = [values[index] for values in history.values()]
         period = f"{month // 12:04d}-{month % 12 + 1:02d}"
-        report.append(entry(period, sum(totals), sum(1 for v in totals if v > 0), **moves))
+        report.append({**entry(period, sum(totals), sum(1 for v in totals if v > 0)), **moves})
     return report
 
 
@@ -439,8 +471,8 @@ def test_random_history_matches_a_naive_reading_and_the_identity(
         moved = row["new"] + row["expansion"] + row["reactivation"] - row["contraction"] - row["churn"]
         assert row["total_mrr"] - before["total_mrr"] == moved
     # A range is those months of the whole report, whatever history it leaves out before it.
-    for start, stop in ((3, 9), (10, 11), (0, 1)):
-        wanted = report[start:stop]
+    for begin, stop in ((3, 9), (10, 11), (0, 1)):
+        wanted = report[begin:stop]
         query = f"?date={wanted[0]['period'].replace('-', '')}01-{wanted[-1]['period'].replace('-', '')}01"
         assert _report(api, query) == wanted
     # Past the last invoice (lapses with nothing after them) and before the first, as read naively.
