@@ -41,8 +41,8 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         months = parse_range(raw_range) if raw_range is not None else None
         if state.store.mode is not StoreMode.FULL:
             raise ApiError(409, DIGEST_MODE_ERROR)
-        # Copied here, between two awaits, so no batch lands half-way; the objects themselves are
-        # replaced on update, never changed, so the copies stay consistent while a thread computes.
+        # Both copied with no await in between, so no batch lands half-way through; stored objects
+        # are replaced on update, never changed in place, so the copies hold while a thread computes.
         invoices = list(state.store.table(admission.data_source, "invoices").values())
         plans = dict(state.store.table(admission.data_source, "plans"))
         # A big history takes a second or so: computed off the event loop, other requests go on.
