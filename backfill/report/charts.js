@@ -65,8 +65,8 @@
     el.setAttribute("data-rendered", String(bars.length));
   }
 
-  function clock(iso) {
-    return iso.slice(11, 19);
+  function clock(iso, step) {
+    return iso.slice(11, step < 1 ? 21 : 19);
   }
 
   function throughput(el, data) {
@@ -74,7 +74,7 @@
     if (!buckets.length) { return empty(el, "No batch has been answered yet."); }
     drawBars(el, buckets.map(function (b) {
       return {
-        label: clock(b.start),
+        label: clock(b.start, step),
         title: b.start + ": " + b.accepted + " accepted, " + b.rejected + " rejected, " + b.batches + " batches",
         attrs: { start: b.start, accepted: b.accepted, rejected: b.rejected, batches: b.batches },
         segments: [{ cls: "seg-accepted", value: b.accepted }, { cls: "seg-rejected", value: b.rejected }]

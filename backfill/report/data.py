@@ -15,8 +15,9 @@ from sqlalchemy import Connection, text
 from backfill.reasons import group_reasons
 from backfill.status import status_document
 
-# Bucket widths for the throughput chart, in seconds: the smallest that gives at most MAX_BUCKETS.
-BUCKET_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 7 * 86400)
+# Bucket widths for the throughput chart, in seconds: the smallest that gives at most MAX_BUCKETS
+# (a short test run still shows its shape; a week-long backfill gets hours).
+BUCKET_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 7 * 86400)
 MAX_BUCKETS = 60
 REASON_LIMIT = 50
 BATCH_LIMIT = 25
@@ -131,12 +132,12 @@ def _round(value: float | None) -> float | None:
     return round(float(value), 1) if value is not None else None
 
 
-def bucket_step(span_seconds: float) -> int:
+def bucket_step(span_seconds: float) -> float:
     """The smallest step of BUCKET_STEPS that cuts `span_seconds` into at most MAX_BUCKETS buckets."""
     for step in BUCKET_STEPS:
         if span_seconds / step < MAX_BUCKETS:
-            return step
-    return BUCKET_STEPS[-1] * math.ceil(span_seconds / BUCKET_STEPS[-1] / MAX_BUCKETS)
+            return float(step)
+    return float(BUCKET_STEPS[-1] * math.ceil(span_seconds / BUCKET_STEPS[-1] / MAX_BUCKETS))
 
 
 def throughput(conn: Connection, run_id: int) -> dict[str, Any]:
@@ -151,12 +152,12 @@ def throughput(conn: Connection, run_id: int) -> dict[str, Any]:
         {"r": run_id},
     ).one()
     if span.first is None:
-        return {"step_seconds": 1, "buckets": []}
+        return {"step_seconds": 1.0, "buckets": []}
     step = bucket_step((span.last - span.first).total_seconds())
     rows = conn.execute(
         text(
             f"""
-            SELECT floor(extract(epoch FROM finished_at) / :step)::bigint AS k,
+            SELECT floor(extract(epoch FROM finished_at)::float8 / CAST(:step AS float8))::bigint AS k,
                    sum({_ANSWERED} - ({_REJECTED})) AS accepted, sum({_REJECTED}) AS rejected, count(*) AS batches
             FROM batches
             WHERE run_id = :r AND state = 'done' AND finished_at IS NOT NULL AND {_ANSWERED} > 0
@@ -173,7 +174,7 @@ def throughput(conn: Connection, run_id: int) -> dict[str, Any]:
         r = found.get(k)
         buckets.append(
             {
-                "start": datetime.fromtimestamp(k * step, timezone.utc).isoformat(),
+                "start": datetime.fromtimestamp(round(k * step, 3), timezone.utc).isoformat(timespec="milliseconds"),
                 "accepted": int(r.accepted) if r else 0,
                 "rejected": int(r.rejected) if r else 0,
                 "batches": int(r.batches) if r else 0,

@@ -119,7 +119,7 @@ def _stages(status: dict[str, Any]) -> str:
         cells = "".join(f"<td class='n'>{_n(v)}</td>" for v in values)
         body.append(f'<tr data-stage="{stage}"><td>{stage}</td><td>{escape(s["state"])}</td>{cells}</tr>')
     foot = "<tr><td>all</td><td></td>" + "".join(f"<td class='n'>{_n(totals[str(i)])}</td>" for i in range(len(totals))) + "</tr>"
-    return f'<table id="stages-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody><tfoot>{foot}</tfoot></table>'
+    return f'<div class="wide"><table id="stages-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody><tfoot>{foot}</tfoot></table></div>'
 
 
 def _attempts(data: dict[str, Any]) -> str:
