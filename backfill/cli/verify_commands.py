@@ -21,30 +21,22 @@ from backfill.errors import BackfillError
 EXIT_INCOMPLETE = 2
 
 
-class Percent(click.ParamType):
-    """A non-negative percentage: `1`, `1%` or `0.5 %`."""
-
-    name = "percent"
-
-    def convert(self, value: Any, param: click.Parameter | None, context: click.Context | None) -> float:
-        """The number of percent."""
-        if isinstance(value, (int, float)):
-            number = float(value)
-        else:
-            try:
-                number = float(str(value).strip().removesuffix("%").strip())
-            except ValueError:
-                self.fail(f"{value!r} is not a percentage (like 1 or 0.5%)", param, context)
-        if not number >= 0:
-            self.fail(f"{value!r} must not be negative", param, context)
-        return number
+def _percent(context: click.Context, param: click.Parameter, value: str) -> float:
+    """A non-negative percentage written `1`, `1%` or `0.5 %`."""
+    try:
+        number = float(value.strip().removesuffix("%").strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a percentage (like 1 or 0.5%)") from None
+    if not number >= 0:
+        raise click.BadParameter(f"{value!r} must not be negative")
+    return number
 
 
 @click.command()
 @click.argument("run_id", type=int, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--mrr", is_flag=True, help="Also compare MRR month by month with GET /reports/mrr (rules: docs/mrr.md).")
-@click.option("--tolerance", type=Percent(), default="1%", show_default=True, help="With --mrr: flag months whose MRR differs by more than this.")
+@click.option("--tolerance", default="1%", show_default=True, callback=_percent, help="With --mrr: flag months whose MRR differs by more than this.")
 @click.option("--examples", "max_examples", type=click.IntRange(0, 10_000), default=5, show_default=True, help="Examples shown of each kind of difference, per entity.")
 @click.option("--page-size", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Rows asked for per listing request (`limit`); lower it for an API that caps pages lower.")
 def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_examples: int, page_size: int) -> None:

@@ -68,6 +68,8 @@ def _page(body: Any, path: str) -> tuple[list[dict[str, Any]], int | None]:
         raise CheckIncomplete(f"GET {path} answered without a `result.list` of rows")
     if not all(isinstance(item, dict) for item in items):
         raise CheckIncomplete(f"GET {path} answered a list that holds something other than objects")
+    if items and set(items[0]) == {"id", "digest"}:
+        raise CheckIncomplete(f"GET {path} lists content digests, not rows (a sandbox started with --store digest)")
     return items, count
 
 

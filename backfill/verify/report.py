@@ -165,10 +165,12 @@ _KIND_TITLES = {
 def _verdict(report: VerifyReport) -> str:
     head = f"run {report.run_id}, data source {report.data_source}: "
     parts = []
-    if report.row_differences:
-        parts.append(f"{report.row_differences} rows differ")
-    if report.flagged_months:
-        parts.append(f"{report.flagged_months} months differ by more than {report.tolerance_percent:g}%")
+    rows, months = report.row_differences, report.flagged_months
+    if rows:
+        parts.append(f"{rows} rows differ" if rows != 1 else "1 row differs")
+    if months:
+        what = f"{months} months differ" if months != 1 else "1 month differs"
+        parts.append(f"{what} by more than {report.tolerance_percent:g}%")
     if parts:
         return head + "DIFFERENCES — " + ", ".join(parts)
     expected = sum(e.expected_missing for e in report.entities.values())

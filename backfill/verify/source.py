@@ -51,7 +51,7 @@ def ordered_query(query: str, order: str) -> sql.Composed:
         'ORDER BY (q.{key})::text COLLATE "C" NULLS FIRST, (q.id)::text COLLATE "C"'
     ).format(
         dups=sql.Identifier(DUPS),
-        inner=sql.SQL(query),  # type: ignore[arg-type] # the user's own SQL, run read only
+        inner=sql.SQL(query),  # the user's own SQL, run read only
         key=sql.Identifier(order),
     )
 
