@@ -14,20 +14,14 @@ from backfill.cli import context as ctx
 from models.tables import STAGES
 
 
-class _Duration(click.ParamType):
-    """`30d`, `12h`, `2w`, `90m`, `45s`."""
+def _duration(context: click.Context, param: click.Parameter, value: str) -> timedelta:
+    """`30d`, `12h`, `2w`, `90m`, `45s` -> timedelta, or a usage error naming the option."""
+    from backfill.prune import parse_duration
 
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, context: click.Context | None) -> timedelta:
-        from backfill.prune import parse_duration
-
-        if isinstance(value, timedelta):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, context)
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _json(doc: Any) -> str:
@@ -66,7 +60,7 @@ def batch(run_id: int, seq: str, stage: str | None, pass_no: int | None, as_json
 
 
 @click.command()
-@click.option("--older-than", "older_than", type=_Duration(), required=True, help="Runs finished longer ago than this: 30d, 12h, 2w.")
+@click.option("--older-than", "older_than", callback=_duration, required=True, metavar="DURATION", help="Runs finished longer ago than this: 30d, 12h, 2w.")
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
 @click.option("--json", "as_json", is_flag=True, help="What was removed, per run, as JSON.")
 @click.option("--chunk-size", default=10_000, show_default=True, type=click.IntRange(min=1), help="Rows deleted per transaction.")

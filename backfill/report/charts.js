@@ -35,7 +35,11 @@
       if (sum > max) { max = sum; }
     });
     var top = niceMax(max), slot = iw / Math.max(bars.length, 1), width = Math.max(1, slot * 0.8);
-    var every = Math.max(1, Math.ceil(bars.length / 12)), out = [];
+    // As many x labels as fit side by side (about 7 px per character of 11 px text).
+    var longest = 1;
+    bars.forEach(function (bar) { longest = Math.max(longest, String(bar.label).length); });
+    var fit = Math.max(1, Math.floor(iw / (longest * 7 + 12)));
+    var every = Math.max(1, Math.ceil(bars.length / fit)), out = [];
     out.push('<svg class="chart-svg" viewBox="0 0 ' + W + " " + H + '" role="img" aria-label="' + esc(opts.title) + '">');
     for (var i = 0; i <= 4; i++) {
       var value = top * i / 4, y = M.top + ih - ih * i / 4;
