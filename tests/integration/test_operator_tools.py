@@ -197,6 +197,8 @@ def test_flower_shows_batches_by_name_with_ids_only(stack: Stack, sandbox: Sandb
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(f"{url}/healthcheck"), 60, message="Flower to start")
         assert httpx.get(f"{url}/api/tasks").status_code == 401  # basic auth on
+        # Flower lists workers it has heard events from: once ours is there, task events are flowing.
+        wait_until(lambda: _dashboard_workers(url), 60, interval=0.5, message="Flower to receive worker events")
         build_source(source_db.url, source_schema, PLANS, CUSTOMERS, INVOICES)
         run = stack.cli("start", "--mapping", mapping_file(workdir, source_schema), "--wait", "--json")
         run_id = run.json()["run_id"]
@@ -206,7 +208,7 @@ def test_flower_shows_batches_by_name_with_ids_only(stack: Stack, sandbox: Sandb
             names = {t.get("name") for t in found.values()}
             return found if f"post_batch invoices #1 of run {run_id}" in names else {}
 
-        found = wait_until(tasks, 30, interval=0.5, message="Flower to show the run's tasks")
+        found = wait_until(tasks, 60, interval=0.5, message="Flower to show the run's tasks")
         ours = [t for t in found.values() if t.get("name", "").endswith(f"of run {run_id}")]
         assert {t["name"] for t in ours} >= {f"post_batch plans #1 of run {run_id}", f"post_batch customers #1 of run {run_id}"}
         for task in ours:
@@ -217,6 +219,11 @@ def test_flower_shows_batches_by_name_with_ids_only(stack: Stack, sandbox: Sandb
     finally:
         os.killpg(flower.pid, 15)
         flower.wait(15)
+
+
+def _dashboard_workers(url: str) -> list:
+    response = httpx.get(f"{url}/workers?json=1", auth=("ops", "secret"), timeout=5)
+    return response.json().get("data", []) if response.status_code == 200 else []
 
 
 def _answers(url: str) -> bool:
