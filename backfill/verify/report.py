@@ -175,8 +175,8 @@ def _verdict(report: VerifyReport) -> str:
         return head + "DIFFERENCES — " + ", ".join(parts)
     expected = sum(e.expected_missing for e in report.entities.values())
     tail = f" ({expected} rows rejected in the run are missing, as expected)" if expected else ""
-    months = " and every month is within tolerance" if report.months is not None else ""
-    return head + f"GrowPanel holds exactly what the source says{months}{tail}"
+    within = " and every month is within tolerance" if report.months is not None else ""
+    return head + f"GrowPanel holds exactly what the source says{within}{tail}"
 
 
 def _example_text(example: dict[str, Any]) -> str:
