@@ -10,7 +10,8 @@ each, walking the primary key from where the last chunk stopped (no chunk rescan
 Each chunk first takes a share lock on the run row and checks that it is still finished: a `retry`
 or `resume` (which lock the row for update) waits for the chunk, and pruning stops as soon as the run
 is active again. `runs.pruned_at` is set before the first chunk (the detail is going away) and again
-when it is gone; a run left half-pruned (an interrupted prune) is taken up by the next one.
+when it is gone. The audit rows go last, so a run left half-pruned (an interrupted prune) still has
+some and is taken up by the next prune; a `retry` pass that finishes later makes the run prunable again.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ BATCH_CHUNK_DIVISOR = 50
 
 # Tables whose rows are keyed by run, walked by (run_id, *key) in primary-key (or index) order.
 _KEYED_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("audit", ("entity", "external_id")),
     ("audit_history", ("entity", "external_id")),
     ("retry_targets", ("pass_no", "entity", "external_id")),
+    ("audit", ("entity", "external_id")),
 )
 
 
@@ -114,10 +115,15 @@ def candidates(conn: Connection, older_than: timedelta) -> tuple[datetime, list[
             """
             SELECT r.id, r.state, r.data_source, r.finished_at FROM runs r
             WHERE r.state = ANY(:final) AND r.finished_at < :cutoff
-              AND (r.pruned_at IS NULL
-                   OR EXISTS (SELECT 1 FROM audit a WHERE a.run_id = r.id)
-                   OR EXISTS (SELECT 1 FROM batches b WHERE b.run_id = r.id
-                              AND (b.payload IS NOT NULL OR b.manifest IS NOT NULL)))
+              AND CASE
+                  -- never pruned, or a retry pass finished after the last prune
+                  WHEN r.pruned_at IS NULL OR r.pruned_at < r.finished_at THEN true
+                  -- the audit goes last: audit rows left mean an interrupted prune (an index probe)
+                  WHEN EXISTS (SELECT 1 FROM audit a WHERE a.run_id = r.id) THEN true
+                  -- a run with no audit rows at all (cancelled early) may still hold payloads
+                  ELSE EXISTS (SELECT 1 FROM batches b WHERE b.run_id = r.id
+                               AND (b.payload IS NOT NULL OR b.manifest IS NOT NULL))
+              END
             ORDER BY r.id
             """
         ),
@@ -184,10 +190,14 @@ def _prune_run(engine: Engine, run: RunPruned, cutoff: datetime, chunk: int) -> 
             run.stopped = "the run is no longer finished"
             return
         conn.execute(text("UPDATE runs SET pruned_at = now() WHERE id = :r"), {"r": run.run_id})
-    for table, key in _KEYED_TABLES:
+    history, targets, audit = _KEYED_TABLES
+    for table, key in (history, targets):
         if not _delete_keyed(engine, run, cutoff, table, key, chunk):
             return
     if not _clear_batches(engine, run, cutoff, max(1, chunk // BATCH_CHUNK_DIVISOR)):
+        return
+    # The audit last: while any audit row is left, `candidates` knows this prune did not finish.
+    if not _delete_keyed(engine, run, cutoff, *audit, chunk):
         return
     with engine.begin() as conn:
         if not _still_prunable(conn, run.run_id, cutoff):
