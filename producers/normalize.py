@@ -3,6 +3,8 @@
 A `RowBuilder` is compiled once per stage from the query's column names and types, so the per-row
 work is a loop over precomputed converters. Each converter returns the API value or raises `_Bad`
 with a message that, prefixed with the field name, tells the user what is wrong with the value.
+No value a source can deliver may raise anything else: one bad row must never stop a fetch or a batch
+(the rules and the choices behind them are in docs/data-rules.md).
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def _boolean(value: Any) -> bool:
     raise _Bad(f"must be a boolean, got {show(value)}")
 
 
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+_JSON_KINDS: dict[type, str] = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
 def _json_problem(value: Any, depth: int = 1) -> str | None:
