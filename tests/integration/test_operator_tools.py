@@ -203,12 +203,18 @@ def test_flower_shows_batches_by_name_with_ids_only(stack: Stack, sandbox: Sandb
         run = stack.cli("start", "--mapping", mapping_file(workdir, source_schema), "--wait", "--json")
         run_id = run.json()["run_id"]
 
+        seen: list[dict] = []
+
         def tasks() -> dict:
             found = httpx.get(f"{url}/api/tasks", auth=("ops", "secret"), timeout=10).json()
+            seen[:] = [found]
             names = {t.get("name") for t in found.values()}
             return found if f"post_batch invoices #1 of run {run_id}" in names else {}
 
-        found = wait_until(tasks, 60, interval=0.5, message="Flower to show the run's tasks")
+        try:
+            found = wait_until(tasks, 60, interval=0.5, message="Flower to show the run's tasks")
+        except AssertionError:
+            raise AssertionError(f"Flower shows {[(t.get('name'), t.get('state')) for t in seen[0].values()] if seen else None}") from None
         ours = [t for t in found.values() if t.get("name", "").endswith(f"of run {run_id}")]
         assert {t["name"] for t in ours} >= {f"post_batch plans #1 of run {run_id}", f"post_batch customers #1 of run {run_id}"}
         for task in ours:
