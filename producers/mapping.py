@@ -136,7 +136,7 @@ def describe_query(conn: psycopg.Connection[Any], stage: str, query: str) -> lis
 def plan_stage(conn: psycopg.Connection[Any], stage: str, query: str) -> None:
     """Plan the query as producers run it (grouped by id, invoices by customer and date): type problems show now."""
     try:
-        conn.execute(sql.SQL("EXPLAIN ") + stage_query(stage, query, 1, with_targets=False))
+        conn.execute(sql.SQL("EXPLAIN ") + stage_query(stage, query, 1, None))
     except psycopg.Error as exc:
         keys = "`id`, `customer_id` and `date`" if stage == "invoices" else "`id`"
         raise ConfigError(

@@ -41,7 +41,7 @@ def fingerprint(conn: psycopg.Connection[Any]) -> str:
     return f"database {row[0]} (search_path {row[1]})"
 
 
-def stage_query(stage: str, query: str, batch_size: int, with_targets: bool) -> sql.Composed:
+def stage_query(stage: str, query: str, batch_size: int, targets: Sequence[str] | None) -> sql.Composed:
     """The user's query wrapped with duplicate counts and the deterministic order the producer needs.
 
     Invoices come grouped by customer, in (date, id) order within a customer; customers with more
@@ -58,13 +58,23 @@ def stage_query(stage: str, query: str, batch_size: int, with_targets: bool) -> 
         order = sql.SQL(
             "CASE WHEN s.{g} > {bs} THEN s.{g} ELSE 0 END DESC, s.customer_id, s.{d}, s.id, s.{rank}"
         ).format(g=ident(GROUP), bs=sql.Literal(batch_size), d=ident("date"), rank=ident(RANK))
-    where = sql.SQL("WHERE q.id::text = ANY(%(targets)s)") if with_targets else sql.SQL("")
+    # The ids are a literal, not a parameter: with parameters, a `%` in the user's query would be read
+    # as a placeholder.
+    where = sql.SQL("WHERE q.id::text = ANY({ids}::text[])").format(ids=sql.Literal(list(targets))) if targets is not None else sql.SQL("")
     return sql.SQL(
-        "SELECT * FROM (SELECT q.*, count(*) OVER (PARTITION BY q.id) AS {dups}, "
-        "row_number() OVER (PARTITION BY q.id ORDER BY {rank_order}) AS {rank}{group} "
+        # Rows without an id are each their own row (invalid), not copies of one another.
+        "SELECT * FROM (SELECT q.*, CASE WHEN {no_id} THEN 1 ELSE count(*) OVER (PARTITION BY q.id) END AS {dups}, "
+        "CASE WHEN {no_id} THEN 1 ELSE row_number() OVER (PARTITION BY q.id ORDER BY {rank_order}) END AS {rank}{group} "
         "FROM ({inner}) AS q {where}) AS s ORDER BY {order}"
     ).format(
-        dups=ident(DUPS), rank=ident(RANK), rank_order=rank_order, group=group, inner=inner, where=where, order=order
+        dups=ident(DUPS),
+        rank=ident(RANK),
+        rank_order=rank_order,
+        group=group,
+        inner=inner,
+        where=where,
+        order=order,
+        no_id=sql.SQL("q.id IS NULL OR q.id::text = ''"),
     )
 
 
@@ -76,9 +86,8 @@ class StageReader:
         self.stage = stage
         self.cursor = conn.cursor(name=f"gp_{stage}")
         self.cursor.itersize = FETCH_ROWS
-        params = {"targets": list(targets)} if targets is not None else None
         try:
-            self.cursor.execute(stage_query(stage, query, batch_size, targets is not None), params)
+            self.cursor.execute(stage_query(stage, query, batch_size, targets))
         except psycopg.Error as exc:
             raise SourceReadError(stage, exc) from None
         desc = self.cursor.description or []

@@ -26,10 +26,17 @@ def run_producer(resources: WorkerResources, run_id: int) -> str:
     try:
         done = produce_run(resources.producer(row.data_source), run_id)
     except (SourceReadError, ConfigError) as exc:
-        reason = str(exc)
-        with posting.engine.begin() as conn:
-            paused = pause_run(conn, run_id, reason)
-        if paused:
-            posting.alerter.send(Alert(run_id, row.data_source, None, None, reason))
-        return "paused"
+        return _pause(resources, run_id, row.data_source, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a run must never be left running without a producer
+        log.exception("producer of run %s failed", run_id)
+        return _pause(resources, run_id, row.data_source, f"the producer failed: {type(exc).__name__}: {exc}")
     return "produced" if done else "not ours"
+
+
+def _pause(resources: WorkerResources, run_id: int, data_source: str, reason: str) -> str:
+    posting = resources.posting
+    with posting.engine.begin() as conn:
+        paused = pause_run(conn, run_id, reason[:2000])
+    if paused:
+        posting.alerter.send(Alert(run_id, data_source, None, None, reason))
+    return "paused"

@@ -22,6 +22,7 @@ import click  # noqa: E402
 import sqlalchemy.exc  # noqa: E402
 
 from backfill.errors import ConfigError, RunStateError  # noqa: E402
+from producers.source import SourceReadError  # noqa: E402
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +56,8 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
+            fail(str(exc), EXIT_CONFIG)
+        except SourceReadError as exc:
             fail(str(exc), EXIT_CONFIG)
         except RunStateError as exc:
             fail(str(exc), EXIT_STATE)

@@ -1,8 +1,8 @@
 """`verify`: does GrowPanel hold exactly what the source says? Rows always, months with `--mrr`.
 
-Exit status: 0 everything matches, 1 differences, 2 the check could not complete (whatever the
-reason: the API after its retries, a refused key, a listing that ignores `offset`, the source, an
-unset variable or an unknown run — the check has no verdict to give then).
+Exit status: 0 everything matches, 1 differences, 2 the check could not complete (the API after its
+retries, a refused key, a listing that ignores `offset`, the source, an unknown run), 3 a
+configuration error (an unset or malformed variable), like every other command.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import click
 import orjson
 import sqlalchemy.exc
 
-from backfill.cli import fail
+from backfill.cli import EXIT_CONFIG, fail
 from backfill.cli import context as ctx
-from backfill.errors import BackfillError
+from backfill.errors import BackfillError, ConfigError
 
 EXIT_INCOMPLETE = 2
 
@@ -78,6 +78,8 @@ def _attempt(work: Any) -> tuple[Any, str | None]:
 
     try:
         return work(), None
+    except ConfigError:
+        raise
     except BackfillError as exc:
         return None, str(exc)
     except sqlalchemy.exc.SQLAlchemyError as exc:
@@ -93,6 +95,8 @@ def _checked(work: Any) -> Any:
     """The report of `work`, or one line on stderr and exit status 2."""
     try:
         report, reason = _attempt(work)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     if reason is not None:
