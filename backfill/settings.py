@@ -52,7 +52,7 @@ def _parse_key_map(value: Any) -> Any:
 class Settings(BaseSettings):
     """Every setting of the importer; environment variable names are the upper-cased field names."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     source_database_url: str | None = None
     database_url: str | None = None
@@ -139,7 +139,10 @@ class Settings(BaseSettings):
     def require(self, *names: str) -> None:
         """Raise ConfigError naming the first of `names` that is not set."""
         for name in names:
-            if getattr(self, name) in (None, ""):
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is None or not str(value).strip():
                 raise ConfigError(f"{_REQUIRED_BY_NAME.get(name, name.upper())} is not set")
 
     def api_key_for(self, data_source: str) -> str | None:
