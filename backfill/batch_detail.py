@@ -39,13 +39,16 @@ def find_batch(conn: Connection, run_id: int, seq: int, part: str, stage: str | 
 
     Raises RunStateError for an unknown run or batch, and ValueError when the position is ambiguous.
     """
-    run = conn.execute(text("SELECT id, pruned_at FROM runs WHERE id = :r"), {"r": run_id}).first()
+    run = conn.execute(text("SELECT id FROM runs WHERE id = :r"), {"r": run_id}).first()
     if run is None:
         raise RunStateError(f"there is no run {run_id}")
     rows = conn.execute(
         text(
             """
-            SELECT * FROM batches
+            SELECT id, run_id, stage, pass_no, seq, part, state, depends_on, rows, manifest, attempts, throttled,
+                   first_try_at, finished_at, last_error, octet_length(payload) AS payload_bytes,
+                   n_inserted, n_updated, n_unchanged, n_success, n_local, n_error, n_invalid, n_skipped
+            FROM batches
             WHERE run_id = :r AND seq = :seq AND part = :part
               AND (CAST(:stage AS text) IS NULL OR stage = :stage)
               AND (CAST(:pass AS smallint) IS NULL OR pass_no = :pass)
@@ -84,7 +87,7 @@ def batch_detail(conn: Connection, run_id: int, seq: int, part: str = "", stage:
         "first_try_at": _iso(batch["first_try_at"]),
         "finished_at": _iso(batch["finished_at"]),
         "last_error": batch["last_error"],
-        "payload_bytes": len(batch["payload"]) if batch["payload"] is not None else None,
+        "payload_bytes": batch["payload_bytes"],
         "halves": _halves(conn, batch),
         "pruned_at": _iso(pruned_at),
         "row_outcomes": _rows(conn, batch) if batch["manifest"] is not None else None,
