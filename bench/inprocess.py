@@ -18,6 +18,7 @@ import cProfile
 import io
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -156,12 +157,15 @@ def _profile_text(profiler: cProfile.Profile, title: str, n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Produce and post a source in-process; print CPU µs per row for each half."""
+    from producers.produce import produce_run
+
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=50_000)
     parser.add_argument("--customers", type=int, default=None, help="default: invoices / 10")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--profile", action="store_true", help="cProfile a second run and print the top functions")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--repeat", type=int, default=3, help="plain runs; the minimum and median are shown")
     args = parser.parse_args(argv)
     source = Database("inproc_source")
     try:
@@ -170,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         mapping = Path(tempfile.mkdtemp(prefix="gpbench-")) / "mapping.toml"
         mapping.write_text(mapping_text("src"))
         with harness(source.url, args.batch_size) as h:
-            for profiled in (False, True) if args.profile else (False,):
+            plain: list[tuple[float, float]] = []
+            for profiled in [False] * args.repeat + ([True] if args.profile else []):
                 run_id = h.create_run(str(mapping), args.batch_size)
                 prof_produce, prof_post = cProfile.Profile(time.process_time), cProfile.Profile(time.process_time)
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 if profiled:
                     prof_produce.enable()
-                if not __import__("producers.produce", fromlist=["produce_run"]).produce_run(h.producer(run_id), run_id):
+                if not produce_run(h.producer(run_id), run_id):
                     raise RuntimeError("the producer lost its lease")
                 if profiled:
                     prof_produce.disable()
@@ -198,6 +203,14 @@ def main(argv: list[str] | None = None) -> int:
                 if profiled:
                     print(_profile_text(prof_produce, "produce", args.top))
                     print(_profile_text(prof_post, "post", args.top))
+                else:
+                    plain.append(((cpu1 - cpu0) / rows * 1e6, (cpu2 - cpu1) / rows * 1e6))
+            produce_us = sorted(p for p, _ in plain)
+            post_us = sorted(p for _, p in plain)
+            print(
+                f"over {len(plain)} plain runs: produce min {produce_us[0]:.1f} median {statistics.median(produce_us):.1f} "
+                f"µs/row; post min {post_us[0]:.1f} median {statistics.median(post_us):.1f} µs/row"
+            )
     finally:
         source.drop()
     return 0
