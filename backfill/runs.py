@@ -201,6 +201,11 @@ def prepare_retry(engine: Engine, run_id: int) -> dict[str, int]:
         run = lock_run(conn, run_id)
         if run["dry_run"]:
             raise RunStateError(f"run {run_id} is a dry run: nothing was sent, start a real run instead")
+        if run["pruned_at"] is not None:
+            raise RunStateError(
+                f"run {run_id} was pruned at {run['pruned_at']:%Y-%m-%d %H:%M}: its rejected rows are no longer "
+                "recorded, start a new run instead"
+            )
         if run["state"] in ("running", "paused"):
             raise RunStateError(
                 f"run {run_id} is {run['state']}; retry works on a finished run (resume or cancel it first)"

@@ -64,6 +64,11 @@ def errors(run_id: int, as_json: bool, as_csv: bool) -> None:
     engine = ctx.engine(settings)
     out = sys.stdout
     with engine.connect() as conn:
+        from sqlalchemy import text
+
+        pruned = conn.execute(text("SELECT pruned_at FROM runs WHERE id = :r"), {"r": run_id}).scalar()
+        if pruned is not None:
+            click.echo(f"run {run_id} was pruned at {pruned:%Y-%m-%d %H:%M}: its per-row outcomes are gone", err=True)
         rows = iter_errors(conn, run_id)
         if as_csv:
             for line in errors_csv(rows):

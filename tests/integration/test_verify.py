@@ -298,9 +298,9 @@ def test_a_check_that_cannot_complete_exits_2_with_one_line(stack: Stack, sandbo
     refused = _verify(stack, env={"GROWPANEL_API_KEY": "not-a-key"})
     assert refused.code == 2
     assert "the API refused the key (HTTP 401" in refused.stderr
-    # The source unreachable, and a run that does not exist
+    # A source that cannot be reached is a configuration error, as for every command; an unknown run
     unreachable = _verify(stack, env={"SOURCE_DATABASE_URL": "postgresql://127.0.0.1:1/nowhere"})
-    assert unreachable.code == 2 and "SOURCE_DATABASE_URL: cannot connect" in unreachable.stderr
+    assert unreachable.code == 3 and "SOURCE_DATABASE_URL: cannot connect" in unreachable.stderr
     unknown = _verify(stack, "999999")
     assert (unknown.code, unknown.stderr.strip()) == (2, "growpanel-backfill: verify could not complete: there is no run 999999")
 
