@@ -39,7 +39,7 @@ CREATE TABLE {s}.invoices (id text, customer_id text, plan_id text, type text, d
 """
 
 # The creation date of customer number `n`, used by both tables so invoices follow their customer.
-_CREATED = "(timestamptz '2016-01-01 00:00:00+00' + make_interval(days => ({n} * 7919) %% 2500, secs => ({n} * 104729) %% 86400))"
+_CREATED = "(timestamptz '2016-01-01 00:00:00+00' + make_interval(days => ({n}::bigint * 7919 %% 2500)::int, secs => ({n}::bigint * 104729 %% 86400)::int))"
 
 _CUSTOMERS = """
 INSERT INTO {s}.customers
