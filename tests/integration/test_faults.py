@@ -232,12 +232,16 @@ def test_lost_messages_are_requeued_by_the_periodic_check_without_resume(make_st
         mapping = _seeded(source_db, source_schema, workdir)
         sandbox.faults(latency_ms=300)
         run_id = stack.start_run("--mapping", mapping)
+        # Messages really waiting in Redis (not only prefetched by the worker) are about to be lost.
+        broker = redis.client()
         wait_until(
-            lambda: stack.sql("SELECT 1 FROM batches WHERE run_id = :r AND stage = 'invoices' AND state = 'queued' LIMIT 1", r=run_id),
+            lambda: stack.sql("SELECT 1 FROM batches WHERE run_id = :r AND stage = 'invoices' AND state = 'queued' LIMIT 1", r=run_id)
+            and broker.llen("growpanel.batches") > 0,
             60,
+            interval=0.01,
             message="invoice batches waiting in the queue",
         )
-        redis.client().flushall()
+        broker.flushall()
         sandbox.faults(latency_ms=0)
         doc = stack.wait_for_state(run_id, timeout=90)
         assert doc["state"] == "completed_with_errors"
