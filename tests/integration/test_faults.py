@@ -348,3 +348,26 @@ def test_cancel_stops_queueing_and_resume_picks_it_up(make_stack, sandbox: Sandb
     resumed = stack.cli("resume", str(run_id), "--wait")
     assert resumed.code == 1, resumed.stderr
     check_promise(stack, sandbox, run_id, source_db.url, source_schema)
+
+
+def test_max_rps_is_one_budget_shared_by_every_worker(make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:
+    # Given two worker processes and an API that allows 8 requests per second per key
+    stack: Stack = make_stack(GROWPANEL_MAX_RPS="8", BATCH_SIZE="20")
+    stack.start_worker(concurrency=4)
+    stack.start_worker(concurrency=4)
+    mapping = _seeded(source_db, source_schema, workdir, SeedShape(customers=80, years=1, whales=0, bad_rows=False))
+    sandbox.faults(rate_limit=8)
+    result = stack.cli("start", "--mapping", mapping, "--wait", "--json")
+    sandbox.faults(rate_limit=None)
+    assert result.code == 0, result.stderr
+    # Then the fleet together stayed under it: no 429, and no second with more than 8 requests
+    posts = [r for r in sandbox.requests() if r["path"].startswith("/data/")]
+    assert len(posts) >= 20
+    assert all(r["status"] == 200 for r in posts), [r["status"] for r in posts if r["status"] != 200]
+    from datetime import datetime
+
+    times = sorted(datetime.fromisoformat(r["arrived_at"].replace("Z", "+00:00")).timestamp() for r in posts)
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 9  # 8 per second, plus one for where a window's edge falls
+    # and both workers took part (the budget was shared, not one worker doing all the work)
+    assert all("Task post_batch" in w.log() and "succeeded in" in w.log() for w in stack.workers)
