@@ -83,16 +83,19 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
         st = conn.execute(
             text("SELECT produced, done_at FROM run_stages WHERE run_id = :r AND stage = :s"), {"r": run_id, "s": stage}
         ).mappings().one()
+        in_flight = 0
         if st["done_at"] is None:
-            if not st["produced"]:
-                break
-            unfinished = conn.execute(
-                text(
-                    "SELECT count(*) FROM batches WHERE run_id = :r AND stage = :s AND state NOT IN ('done', 'split')"
-                ),
-                {"r": run_id, "s": stage},
-            ).scalar_one()
-            if unfinished:
+            # The small partial index on in-flight states answers this whatever the stage's size.
+            in_flight = int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM batches WHERE run_id = :r AND stage = :s "
+                        "AND state IN ('queued', 'running', 'retry_wait')"
+                    ),
+                    {"r": run_id, "s": stage},
+                ).scalar_one()
+            )
+            if not st["produced"] or in_flight or _has_open_batches(conn, run_id, stage):
                 break
             conn.execute(
                 text("UPDATE run_stages SET done_at = now(), summary = CAST(:summary AS jsonb) WHERE run_id = :r AND stage = :s"),
@@ -104,12 +107,6 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
             return []
         stage = STAGES[index + 1]
         conn.execute(text("UPDATE runs SET current_stage = :s WHERE id = :r"), {"s": stage, "r": run_id})
-    in_flight = conn.execute(
-        text(
-            "SELECT count(*) FROM batches WHERE run_id = :r AND stage = :s AND state IN ('queued', 'running', 'retry_wait')"
-        ),
-        {"r": run_id, "s": stage},
-    ).scalar_one()
     room = max_in_flight - int(in_flight)
     if room <= 0:
         return []
@@ -131,6 +128,20 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
         {"r": run_id, "s": stage, "room": room},
     ).all()
     return [BatchRef(r.id, run_id, stage, r.seq, r.part) for r in sorted(rows, key=lambda r: (r.seq, r.part))]
+
+
+def _has_open_batches(conn: Connection, run_id: int, stage: str) -> bool:
+    """Whether a batch of the stage is pending or failed (two probes of the dispatch index, in its order)."""
+    probe = (
+        "(SELECT 1 FROM batches WHERE run_id = :r AND stage = :s AND state = '{state}' "
+        "ORDER BY pass_no, seq, part LIMIT 1) IS NOT NULL"
+    )
+    return bool(
+        conn.execute(
+            text(f"SELECT {probe.format(state='pending')} OR {probe.format(state='failed')}"),  # noqa: S608 - constants
+            {"r": run_id, "s": stage},
+        ).scalar_one()
+    )
 
 
 def _finish_run(conn: Connection, run_id: int) -> None:

@@ -167,8 +167,9 @@ class Batch(Base):
         CheckConstraint(_in("state", BATCH_STATES), name="state"),
         CheckConstraint(_in("stage", STAGES), name="stage"),
         UniqueConstraint("run_id", "stage", "pass_no", "seq", "part", name="uq_batches_position"),
-        # Dispatch, in-flight counts and status all filter by run, stage and state.
-        Index("ix_batches_run_stage_state", "run_id", "stage", "state"),
+        # Dispatch reads a stage's pending batches in order and stops at MAX_IN_FLIGHT; the barrier and
+        # in-flight counts seek by state; status sums a run's batches: one index serves them all.
+        Index("ix_batches_dispatch", "run_id", "stage", "state", "pass_no", "seq", "part"),
         # The sweeper looks for expired leases and lost messages across runs.
         Index("ix_batches_in_flight", "state", postgresql_where=text("state IN ('queued', 'running', 'retry_wait')")),
     )

@@ -119,7 +119,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('run_id', 'stage', 'pass_no', 'seq', 'part', name='uq_batches_position')
     )
     op.create_index('ix_batches_in_flight', 'batches', ['state'], unique=False, postgresql_where=sa.text("state IN ('queued', 'running', 'retry_wait')"))
-    op.create_index('ix_batches_run_stage_state', 'batches', ['run_id', 'stage', 'state'], unique=False)
+    op.create_index('ix_batches_dispatch', 'batches', ['run_id', 'stage', 'state', 'pass_no', 'seq', 'part'], unique=False)
     op.create_table('retry_targets',
     sa.Column('run_id', sa.BigInteger(), nullable=False),
     sa.Column('pass_no', sa.SmallInteger(), nullable=False),
@@ -175,7 +175,7 @@ def downgrade() -> None:
     op.drop_table('batch_attempts')
     op.drop_table('run_stages')
     op.drop_table('retry_targets')
-    op.drop_index('ix_batches_run_stage_state', table_name='batches')
+    op.drop_index('ix_batches_dispatch', table_name='batches')
     op.drop_index('ix_batches_in_flight', table_name='batches', postgresql_where=sa.text("state IN ('queued', 'running', 'retry_wait')"))
     op.drop_table('batches')
     op.drop_index('ix_audit_history_row', table_name='audit_history')
