@@ -27,13 +27,14 @@ from bench.scenarios import (
     Outcome,
     scenario_cpu,
     scenario_floor,
+    scenario_inflight,
     scenario_memory,
     scenario_pool,
     scenario_rate,
 )
 from bench.services import ROOT, Database
 
-SCENARIOS = ("memory", "rate", "floor", "cpu", "pool")
+SCENARIOS = ("memory", "rate", "floor", "cpu", "pool", "inflight")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--large", type=int, default=1_000_000, help="invoices of the larger memory source (status, first rows)")
     parser.add_argument("--size", type=int, default=200_000, help="invoices for the rate, floor and cpu scenarios")
     parser.add_argument("--pool-size", type=int, default=100_000, help="invoices for the pool comparison")
-    parser.add_argument("--pools", default="threads,prefork,gevent", help="pools compared by the pool scenario")
+    parser.add_argument("--pools", default="threads,prefork,gevent", help="pools compared by the pool and inflight scenarios")
+    parser.add_argument("--inflight-size", type=int, default=20_000, help="invoices for the inflight scenario")
     parser.add_argument("--customers-per-invoice", type=float, default=0.1, help="customers = invoices x this")
     parser.add_argument("--rate", type=float, default=20.0, help="R: the sandbox's and the importer's requests/s limit")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (the median is reported)")
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         bench = Bench(source.url, out_dir, base, args.customers_per_invoice, args.repeat)
+        pools = [p.strip() for p in args.pools.split(",") if p.strip()]
         for name in chosen:
             print(f"--- scenario {name}")
             if name == "memory":
@@ -106,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 part = scenario_floor(bench, args.size)
             elif name == "cpu":
                 part = scenario_cpu(bench, args.size, args.profile)
+            elif name == "pool":
+                part = scenario_pool(bench, args.pool_size, pools)
             else:
-                part = scenario_pool(bench, args.pool_size, [p.strip() for p in args.pools.split(",") if p.strip()])
+                part = scenario_inflight(bench, args.inflight_size, pools, args.workers, args.concurrency)
             outcome.extend(part)
             print(table(part.rows))
             for note in part.notes:

@@ -7,6 +7,7 @@
 | floor | 50 ms per batch | importer rows/s against a bare httpx client posting the same batches |
 | cpu | no latency | CPU µs per row of producer + workers; optional py-spy profiles |
 | pool | 200 ms and none | threads against prefork (and gevent) at equal total concurrency |
+| inflight | 1 s per batch, small batches | requests one worker process keeps in flight, per pool |
 """
 
 from __future__ import annotations
@@ -70,17 +71,17 @@ class Bench:
     customers_per_invoice: float = 0.1
     repeat: int = 1
     log: Callable[[str], None] = print
-    _seeded: dict[int, str] = field(default_factory=dict)
+    _seeded: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def source(self, invoices: int) -> str:
-        """A mapping file over a source of `invoices` invoices (seeded once per size)."""
-        schema = self._seeded.get(invoices)
+    def source(self, invoices: int, whales: int = 3) -> str:
+        """A mapping file over a source of `invoices` invoices (seeded once per shape)."""
+        schema = self._seeded.get((invoices, whales))
         if schema is None:
-            schema = f"src_{invoices}"
+            schema = f"src_{invoices}" + ("" if whales == 3 else f"_w{whales}")
             customers = max(10, int(invoices * self.customers_per_invoice))
-            self.log(f"seeding {customers:,} customers and {invoices:,} invoices into {schema}")
-            seed_source(self.source_url, schema, SourceShape(customers, invoices))
-            self._seeded[invoices] = schema
+            self.log(f"seeding {customers:,} customers and {invoices:,} invoices ({whales} whales) into {schema}")
+            seed_source(self.source_url, schema, SourceShape(customers, invoices, whales=whales))
+            self._seeded[(invoices, whales)] = schema
         path = self.workdir / f"{schema}.toml"
         path.write_text(mapping_text(schema))
         return str(path)
@@ -197,7 +198,7 @@ def _status_and_first(deployment: Deployment, result: RunResult) -> Outcome:
     lines.append("  slowest imports of `status` (µs, cumulative): " + ", ".join(f"{m} {us:,}" for us, m in status.import_top))
     lines.append("  indexes on audit: " + "; ".join(f"{n} {mib(size):.1f} MiB" for n, _, size in audit_indexes(deployment.engine)))
     for use in audit_readers(deployment.engine, result.run_id, result.data_source):
-        read = ", ".join(f"{n.node}" + (f" using {n.index}" if n.index else "") for n in use.nodes) or "no audit node"
+        read = ", ".join(f"{n.node}" + (f" using {n.index}" if n.index else "") + f" ({n.rows:,} rows)" for n in use.nodes) or "no audit node"
         lines.append(f"    {use.ms:8.2f} ms  {use.reader}: {read}")
     out.notes.append("\n".join(lines))
     # Scenario 6: how soon the first rows go out.
@@ -320,9 +321,10 @@ def scenario_pool(bench: Bench, size: int, pools: list[str]) -> Outcome:
         for pool in pools:
             deployment = bench.deploy(latency_ms=latency, rate_limit=None, pool=pool)
             try:
-                result = deployment.run(mapping)
+                results = _median_run(bench, deployment, mapping)
             finally:
                 deployment.close()
+            result = _pick_median(results)
             total = sum(s.peak for name, s in result.series.items() if name.startswith("worker"))
             row = row_of(f"pool {pool}", deployment.setup, result)
             out.rows.append(row)
@@ -331,5 +333,40 @@ def scenario_pool(bench: Bench, size: int, pools: list[str]) -> Outcome:
                 f"pool {pool} at {latency:g} ms: {row.rows_per_s:,.0f} rows/s, {row.req_per_s:.1f} req/s, "
                 f"requests in flight at the sandbox {stats.mean_in_flight:.1f} on average (at most {stats.max_in_flight}), "
                 f"{row.cpu_us_per_row:.1f} µs/row, workers' RSS in all {mib(total):.0f} MiB"
+                + (f"; runs: {', '.join(f'{r.total_rows / r.seconds:,.0f} rows/s {r.importer_cpu / r.total_rows * 1e6:.1f} µs/row' for r in results)}" if len(results) > 1 else "")
             )
+    return out
+
+
+def scenario_inflight(bench: Bench, size: int, pools: list[str], workers: int, concurrency: int) -> Outcome:
+    """How many requests W workers keep in flight when the API is slow and the CPU is not the limit.
+
+    The source has no whales: a customer with thousands of invoices is a chain of batches posted one
+    after the other (per-customer order), which would measure the chain, not the pool.
+    """
+    out = Outcome()
+    mapping = bench.source(size, whales=0)
+    for pool in pools:
+        deployment = bench.deploy(
+            latency_ms=1000.0, rate_limit=None, pool=pool, workers=workers, concurrency=concurrency, batch_size=50,
+            max_in_flight=max(64, workers * concurrency),
+        )
+        try:
+            result = deployment.run(mapping)
+        finally:
+            deployment.close()
+        stats = request_stats(result.requests)
+        slots = workers * concurrency
+        row = row_of(f"in flight {pool}", deployment.setup, result)
+        out.rows.append(row)
+        out.checks.append(
+            (f"{pool}: {slots} slots keep >= 80% of them in flight at 1 s per request", stats.mean_in_flight >= 0.8 * slots,
+             f"{stats.mean_in_flight:.1f} on average")
+        )
+        total = sum(s.peak for name, s in result.series.items() if name.startswith("worker"))
+        out.notes.append(
+            f"in flight, {pool}, {deployment.setup.label()}, batches of 50, 1 s per request: {stats.mean_in_flight:.1f} "
+            f"requests in flight on average (at most {stats.max_in_flight}), {stats.ok_per_second:.1f} req/s, "
+            f"{row.cpu_us_per_row:.1f} µs/row, workers' RSS in all {mib(total):.0f} MiB"
+        )
     return out

@@ -58,16 +58,17 @@ class PlanNode:
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[PlanNode]:
-    """Every node of an EXPLAIN (FORMAT JSON) plan that reads a relation."""
+    """Every node of an EXPLAIN (FORMAT JSON) plan that reads a table or an index."""
     nodes = []
     stack = [plan]
     while stack:
         node = stack.pop()
-        if "Relation Name" in node:
+        if "Relation Name" in node or "Index Name" in node:
+            # A Bitmap Index Scan names its index but not its table (its parent Bitmap Heap Scan does).
             nodes.append(
                 PlanNode(
                     node["Node Type"],
-                    node["Relation Name"],
+                    node.get("Relation Name", ""),
                     node.get("Index Name"),
                     int(node.get("Actual Rows", 0) * node.get("Actual Loops", 1)),
                     float(node.get("Actual Total Time", 0.0)),
@@ -217,5 +218,5 @@ def audit_readers(engine: Engine, run_id: int, data_source: str) -> list[IndexUs
                 if not re.search(r"\baudit\b", statement):
                     continue
                 ms, nodes = explain(conn, statement, parameters)
-                uses.append(IndexUse(name, ms, [n for n in nodes if n.relation == "audit"]))
+                uses.append(IndexUse(name, ms, [n for n in nodes if n.relation in ("audit", "") and (n.relation or n.index)]))
     return uses
