@@ -193,7 +193,7 @@ def _status_and_first(deployment: Deployment, result: RunResult) -> Outcome:
         "  statements of status_document (EXPLAIN ANALYZE):",
     ]
     for statement, ms, nodes in status.statements:
-        read = ", ".join(f"{n.node} on {n.relation}" + (f" using {n.index}" if n.index else "") for n in nodes)
+        read = ", ".join(f"{n.node}" + (f" on {n.relation}" if n.relation else "") + (f" using {n.index}" if n.index else "") for n in nodes)
         lines.append(f"    {ms:7.2f} ms  {read}  <- {statement[:90]}")
     lines.append("  slowest imports of `status` (µs, cumulative): " + ", ".join(f"{m} {us:,}" for us, m in status.import_top))
     lines.append("  indexes on audit: " + "; ".join(f"{n} {mib(size):.1f} MiB" for n, _, size in audit_indexes(deployment.engine)))
