@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pools", default="threads,prefork,gevent", help="pools compared by the pool and inflight scenarios")
     parser.add_argument("--inflight-size", type=int, default=20_000, help="invoices for the inflight scenario")
     parser.add_argument("--customers-per-invoice", type=float, default=0.1, help="customers = invoices x this")
-    parser.add_argument("--rate", type=float, default=20.0, help="R: the sandbox's and the importer's requests/s limit")
+    parser.add_argument("--rate", type=float, default=10.0, help="R: the sandbox's and the importer's requests/s limit")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (the median is reported)")
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of the producer and a worker (scenario cpu)")
     parser.add_argument("--out", type=Path, default=None, help="where logs, profiles and report.md go")
