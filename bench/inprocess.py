@@ -167,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--repeat", type=int, default=3, help="plain runs; the minimum and median are shown")
     args = parser.parse_args(argv)
+    scratch = tempfile.TemporaryDirectory(prefix="gpbench-")
     source = Database("inproc_source")
     try:
         customers = args.customers or max(10, args.invoices // 10)
         seed_source(source.url, "src", SourceShape(customers, args.invoices))
-        mapping = Path(tempfile.mkdtemp(prefix="gpbench-")) / "mapping.toml"
+        mapping = Path(scratch.name) / "mapping.toml"
         mapping.write_text(mapping_text("src"))
         with harness(source.url, args.batch_size) as h:
             plain: list[tuple[float, float]] = []
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         source.drop()
+        scratch.cleanup()
     return 0
 
 

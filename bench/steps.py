@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=500, help="BATCH_SIZE")
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args(argv)
+    scratch = tempfile.TemporaryDirectory(prefix="gpbench-")
     source = Database("steps_source")
     try:
         seed_source(source.url, "src", SourceShape(args.rows * 4, args.rows * 40))
-        mapping = Path(tempfile.mkdtemp(prefix="gpbench-")) / "mapping.toml"
+        mapping = Path(scratch.name) / "mapping.toml"
         mapping.write_text(mapping_text("src"))
         with harness(source.url, args.rows) as h:
             from producers.produce import produce_run
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {total * 1e3:7.3f} ms  {total / len(entries) * 1e6:6.2f} µs/row  in all")
     finally:
         source.drop()
+        scratch.cleanup()
     return 0
 
 
