@@ -116,6 +116,15 @@ def _values(
     )
 
 
+def _copy_text(value: str | None) -> str:
+    """A value in COPY's text format (NULL is \\N; backslash, tab, newline and CR escaped)."""
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
 def _copy(
     conn: Connection,
     run_id: int,
@@ -126,12 +135,40 @@ def _copy(
     sent_at: datetime | None,
     answered_at: datetime | None,
 ) -> None:
+    # One COPY of pre-formatted text: what is the same for the whole batch is formatted once, and
+    # psycopg does not adapt twelve Python values per row (the largest cost of recording a batch).
     raw = conn.connection.driver_connection
     assert raw is not None
+    head = f"{run_id}\t{entity}\t"
+    batch = f"\t{batch_id}\t"
+    sent_attempts, local_attempts = f"\t{attempts}\t", "\t0\t"
+    sent_times = f"\t{_copy_text(_iso(sent_at))}\t{_copy_text(_iso(answered_at))}\n"
+    local_times = "\t\\N\t\\N\n"
+    lines = []
+    for o in outcomes:
+        # Columns in AUDIT_COLUMNS order: ... http_status, attempts, payload_hash, sent_at, answered_at.
+        lines.append(
+            head
+            + _copy_text(o.external_id)
+            + batch
+            + o.outcome
+            + "\t"
+            + _copy_text(clean_text(o.export_status, 200))
+            + "\t"
+            + _copy_text(clean_text(o.message))
+            + "\t"
+            + ("\\N" if o.http_status is None else str(o.http_status))
+            + (sent_attempts if o.sent else local_attempts)
+            + ("\\N" if o.payload_hash is None else "\\\\x" + o.payload_hash.hex())
+            + (sent_times if o.sent else local_times)
+        )
     columns = ", ".join(AUDIT_COLUMNS[:12])
     with raw.cursor() as cur, cur.copy(f"COPY audit ({columns}) FROM STDIN") as copy:
-        for o in outcomes:
-            copy.write_row(_values(run_id, entity, batch_id, o, attempts, sent_at, answered_at))
+        copy.write("".join(lines))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _replace(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, text
 
@@ -65,7 +65,13 @@ def stage_counts(conn: Connection, run_id: int, stage: str) -> dict[str, int]:
 
 def advance(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: int) -> list[BatchRef]:
     """Finish completed stages, finish the run, and queue batches up to the in-flight limit."""
-    with engine.begin() as conn:
+    with engine.connect() as conn:
+        return advance_on(conn, run_id, publisher, max_in_flight)
+
+
+def advance_on(conn: Connection, run_id: int, publisher: Publisher, max_in_flight: int) -> list[BatchRef]:
+    """`advance` on a connection the caller already holds (a worker's, after its batch)."""
+    with conn.begin():
         refs = _advance_locked(conn, run_id, max_in_flight)
     for ref in refs:
         publisher.publish_batch(ref)
@@ -73,30 +79,28 @@ def advance(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: in
 
 
 def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[BatchRef]:
+    # One statement locks the run and reads its current stage and in-flight count: after most batches
+    # that is all there is to know before queueing the next ones.
     run = conn.execute(
-        text("SELECT state, current_stage, pass_no, dry_run FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id}
+        text(
+            """
+            SELECT r.state, r.current_stage, r.dry_run, s.produced, s.done_at,
+                   (SELECT count(*) FROM batches b WHERE b.run_id = r.id AND b.stage = r.current_stage
+                      AND b.state IN ('queued', 'running', 'retry_wait')) AS in_flight
+            FROM runs r JOIN run_stages s ON s.run_id = r.id AND s.stage = r.current_stage
+            WHERE r.id = :id FOR UPDATE OF r
+            """
+        ),
+        {"id": run_id},
     ).mappings().first()
     if run is None or run["state"] != "running" or run["dry_run"]:
         return []
     stage = run["current_stage"]
-    while True:
-        st = conn.execute(
-            text("SELECT produced, done_at FROM run_stages WHERE run_id = :r AND stage = :s"), {"r": run_id, "s": stage}
-        ).mappings().one()
-        in_flight = 0
+    in_flight = int(run["in_flight"])
+    st: Any = run
+    # The stage can only be over when nothing of it is in flight: only then look further.
+    while st["done_at"] is not None or (st["produced"] and not in_flight and not _has_open_batches(conn, run_id, stage)):
         if st["done_at"] is None:
-            # The small partial index on in-flight states answers this whatever the stage's size.
-            in_flight = int(
-                conn.execute(
-                    text(
-                        "SELECT count(*) FROM batches WHERE run_id = :r AND stage = :s "
-                        "AND state IN ('queued', 'running', 'retry_wait')"
-                    ),
-                    {"r": run_id, "s": stage},
-                ).scalar_one()
-            )
-            if not st["produced"] or in_flight or _has_open_batches(conn, run_id, stage):
-                break
             conn.execute(
                 text("UPDATE run_stages SET done_at = now(), summary = CAST(:summary AS jsonb) WHERE run_id = :r AND stage = :s"),
                 {"r": run_id, "s": stage, "summary": _json(stage_counts(conn, run_id, stage))},
@@ -107,6 +111,18 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
             return []
         stage = STAGES[index + 1]
         conn.execute(text("UPDATE runs SET current_stage = :s WHERE id = :r"), {"s": stage, "r": run_id})
+        st = conn.execute(
+            text("SELECT produced, done_at FROM run_stages WHERE run_id = :r AND stage = :s"), {"r": run_id, "s": stage}
+        ).mappings().one()
+        in_flight = int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM batches WHERE run_id = :r AND stage = :s "
+                    "AND state IN ('queued', 'running', 'retry_wait')"
+                ),
+                {"r": run_id, "s": stage},
+            ).scalar_one()
+        )
     room = max_in_flight - int(in_flight)
     if room <= 0:
         return []

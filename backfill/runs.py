@@ -57,6 +57,12 @@ def create_run(engine: Engine, options: RunOptions) -> int:
             ).scalar_one()
             for stage in STAGES:
                 conn.execute(text("INSERT INTO run_stages (run_id, stage) VALUES (:r, :s)"), {"r": run_id, "s": stage})
+        if options.only_changed:
+            # The accepted-hash lookup needs fresh statistics: right after a big run autovacuum may not
+            # have analysed the audit yet, and the planner would scan a whole run per batch.
+            with engine.connect() as conn:
+                conn.execute(text("ANALYZE audit"))
+                conn.commit()
     except IntegrityError:
         active = active_run(engine, options.data_source)
         raise RunStateError(_active_message(active, options.data_source)) from None

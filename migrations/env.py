@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from models import Base
+from models.tables import Base
 from models.db import make_engine
 
 config = context.config

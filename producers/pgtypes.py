@@ -39,7 +39,8 @@ def load_json(data: Any) -> Any:
 
 
 def _text(data: Any) -> str:
-    return bytes(data).decode("ascii", "replace")
+    # str() decodes the buffer in place (bytes() would copy it first): this runs for every date value.
+    return str(data, "ascii", "replace")
 
 
 class TimestamptzIsoLoader(Loader):

@@ -121,7 +121,7 @@ class StageReader:
             pass
 
 
-class SourceReadError(Exception):
+class SourceReadError(ConfigError):
     """The source failed while streaming a stage: the run cannot go on until it is fixed."""
 
     def __init__(self, stage: str, exc: psycopg.Error):

@@ -7,6 +7,7 @@ duplicate message, a second worker or a sweeper's re-queue can never record a ba
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -21,7 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from backfill.alerts import Alert, Alerter
 from backfill.api import Exchange, GrowPanelClient, body_text, classify, redact
 from backfill.audit import Outcome, clean_text, counters, write_outcomes
-from backfill.dispatch import BatchRef, Publisher, advance
+from backfill.dispatch import BatchRef, Publisher, advance_on
 from backfill.errors import (
     ApiError,
     FatalApiError,
@@ -73,25 +74,45 @@ class Claimed:
     data_source: str
     api_url: str
     only_changed: bool
+    # One connection serves the whole batch (claim, decisions, record, advance): one pool checkout.
+    conn: Connection
 
 
 def process_batch(ctx: PostingContext, ref: BatchRef) -> str:
     """Post one batch if it is ours to post; returns what happened (for logs and tests)."""
-    batch = _claim(ctx, ref)
-    if batch is None:
-        return _not_claimed(ctx, ref)
-    try:
-        result = _process_claimed(ctx, batch)
-    except Exception as exc:  # noqa: BLE001 - a bug or a surprise must not lose the batch
-        log.exception("batch %s: unexpected error", ref.label)
-        result = _transient_failure(ctx, batch, None, f"internal error: {type(exc).__name__}: {exc}")
-    if result in ("done", "failed", "split"):
-        advance(ctx.engine, ref.run_id, ctx.publisher, ctx.settings.max_in_flight)
+    with ctx.engine.connect() as conn:
+        batch = _claim(ctx, conn, ref)
+        if batch is None:
+            return _not_claimed(ctx, conn, ref)
+        try:
+            result = _process_claimed(ctx, batch)
+        except Exception as exc:  # noqa: BLE001 - a bug or a surprise must not lose the batch
+            log.exception("batch %s: unexpected error", ref.label)
+            result = _transient_failure(ctx, batch, None, f"internal error: {type(exc).__name__}: {exc}")
+        if result in ("done", "failed", "split"):
+            advance_on(conn, ref.run_id, ctx.publisher, ctx.settings.max_in_flight)
     return result
 
 
-def _claim(ctx: PostingContext, ref: BatchRef) -> Claimed | None:
-    with ctx.engine.begin() as conn:
+class _LeaseLost(Exception):
+    """The batch's lease went to another worker: it records the batch, not us."""
+
+
+def _keeps_lease(func: Callable[..., str]) -> Callable[..., str]:
+    """Turn a lost lease inside `func` into the result "lost" (its transaction rolled back)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        try:
+            return func(*args, **kwargs)
+        except _LeaseLost:
+            return "lost"
+
+    return wrapper
+
+
+def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | None:
+    with conn.begin():
         row = conn.execute(
             text(
                 """
@@ -123,12 +144,13 @@ def _claim(ctx: PostingContext, ref: BatchRef) -> Claimed | None:
         data_source=row.data_source,
         api_url=row.api_url,
         only_changed=row.only_changed,
+        conn=conn,
     )
 
 
-def _not_claimed(ctx: PostingContext, ref: BatchRef) -> str:
+def _not_claimed(ctx: PostingContext, conn: Connection, ref: BatchRef) -> str:
     """Why the claim failed: a paused run (hold the batch), an early retry (re-queue), or a duplicate."""
-    with ctx.engine.begin() as conn:
+    with conn.begin():
         row = conn.execute(
             text(
                 """
@@ -158,8 +180,8 @@ def _not_claimed(ctx: PostingContext, ref: BatchRef) -> str:
 def _process_claimed(ctx: PostingContext, batch: Claimed) -> str:
     ref = batch.ref
     entries = batch.entries
-    with ctx.engine.connect() as conn:
-        local = local_outcomes(conn, ref.run_id, ref.stage, batch.data_source, entries, batch.only_changed)
+    with batch.conn.begin():
+        local = local_outcomes(batch.conn, ref.run_id, ref.stage, batch.data_source, entries, batch.only_changed)
     send = [i for i, entry in enumerate(entries) if entry[1] is not None and i not in local]
     if not send:
         return _finalize(ctx, batch, local, {}, None, [])
@@ -198,23 +220,19 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> str:
     except FatalApiError as exc:
         return _pause_for(ctx, batch, str(exc), exchange)
     except RejectedError as exc:
-        message = f"{exc}" if len(str(exc)) < 2000 else str(exc)[:2000]
+        message = clean_text(str(exc), 2000)
         rejected = {i: Outcome(entries[i][0], "error", message, http_status=exc.status, payload_hash=payload_hash(entries[i]), sent=True) for i in send}
         return _finalize(ctx, batch, local, rejected, exchange, send)
     except RetriableApiError as exc:
         return _transient_failure(ctx, batch, exchange, str(exc))
     answered = match_results([entries[i] for i in send], results)
     sent = {}
+    status = exchange.status
     for i, (outcome, export_status, message) in zip(send, answered):
-        sent[i] = Outcome(
-            entries[i][0],
-            outcome,
-            clean_text(redact(message, key)),
-            clean_text(redact(export_status, key), 200),
-            payload_hash(entries[i]),
-            exchange.status,
-            sent=True,
-        )
+        if message is not None:
+            message = clean_text(redact(message, key))
+            export_status = clean_text(redact(export_status, key), 200)
+        sent[i] = Outcome(entries[i][0], outcome, message, export_status, payload_hash(entries[i]), status, sent=True)
     return _finalize(ctx, batch, local, sent, exchange, send)
 
 
@@ -226,7 +244,7 @@ def _body(batch: Claimed, entries: list[list[Any]], send: list[int]) -> bytes:
         return batch.payload
     position = {i: p for p, i in enumerate(hashed)}
     rows = orjson.loads(batch.payload)
-    return orjson.dumps([rows[position[i]] for i in send], option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps([rows[position[i]] for i in send])
 
 
 def _backoff(ctx: PostingContext, n: int) -> float:
@@ -278,6 +296,7 @@ def _release(conn: Connection, batch: Claimed, owner: str, sets: str, params: di
     return row is not None
 
 
+@_keeps_lease
 def _finalize(
     ctx: PostingContext,
     batch: Claimed,
@@ -291,7 +310,8 @@ def _finalize(
     attempts = batch.attempts + (1 if exchange is not None else 0)
     answered_at = datetime.now(timezone.utc) if exchange is not None else None
     key = ctx.settings.api_key_for(batch.data_source)
-    with ctx.engine.begin() as conn:
+    with batch.conn.begin():
+        conn = batch.conn
         sets = ", ".join(f"{column} = :{column}" for column in counts)
         if not _release(
             conn,
@@ -300,9 +320,8 @@ def _finalize(
             f"state = 'done', finished_at = now(), attempts = :attempts, last_error = NULL, {sets}",
             {"attempts": attempts, **counts},
         ):
-            conn.rollback()
             log.warning("batch %s: lease lost before recording; another worker records it", batch.ref.label)
-            return "lost"
+            raise _LeaseLost
         write_outcomes(
             conn,
             run_id=batch.ref.run_id,
@@ -327,6 +346,7 @@ def _transient_failure(ctx: PostingContext, batch: Claimed, exchange: Exchange |
     return _reschedule(ctx, batch, exchange, delay, attempts=attempts, throttled=batch.throttled, error=error)
 
 
+@_keeps_lease
 def _reschedule(
     ctx: PostingContext,
     batch: Claimed,
@@ -349,7 +369,8 @@ def _reschedule(
             attempts,
         )
     key = ctx.settings.api_key_for(batch.data_source)
-    with ctx.engine.begin() as conn:
+    with batch.conn.begin():
+        conn = batch.conn
         if not _release(
             conn,
             batch,
@@ -363,8 +384,7 @@ def _reschedule(
                 "error": clean_text(redact(error, key)),
             },
         ):
-            conn.rollback()
-            return "lost"
+            raise _LeaseLost
         if exchange is not None or error is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), error, key)
     if delay <= ctx.settings.max_countdown:
@@ -378,10 +398,12 @@ def _sendable(batch: Claimed) -> int:
     return sum(1 for e in batch.entries if e[1] is not None)
 
 
+@_keeps_lease
 def _fail(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error: str, attempts: int) -> str:
     key = ctx.settings.api_key_for(batch.data_source)
     error = clean_text(redact(error, key)) or error
-    with ctx.engine.begin() as conn:
+    with batch.conn.begin():
+        conn = batch.conn
         if not _release(
             conn,
             batch,
@@ -389,8 +411,7 @@ def _fail(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error:
             "state = 'failed', finished_at = now(), attempts = :attempts, last_error = :error",
             {"attempts": attempts, "error": error},
         ):
-            conn.rollback()
-            return "lost"
+            raise _LeaseLost
         _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), error, key)
         paused = pause_run(conn, batch.ref.run_id, f"batch {batch.ref.label} failed: {error}")
     if paused:
@@ -398,16 +419,17 @@ def _fail(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error:
     return "failed"
 
 
+@_keeps_lease
 def _pause_for(ctx: PostingContext, batch: Claimed, reason: str, exchange: Exchange | None = None) -> str:
     """A problem every batch shares (key, URL): hold this batch and pause the run at once."""
     key = ctx.settings.api_key_for(batch.data_source)
     reason = clean_text(redact(reason, key)) or reason
-    with ctx.engine.begin() as conn:
+    with batch.conn.begin():
+        conn = batch.conn
         if not _release(
             conn, batch, ctx.owner, "state = 'pending', last_error = :error", {"error": reason}
         ):
-            conn.rollback()
-            return "lost"
+            raise _LeaseLost
         if exchange is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), reason, key)
         paused = pause_run(conn, batch.ref.run_id, reason)
@@ -416,6 +438,7 @@ def _pause_for(ctx: PostingContext, batch: Claimed, reason: str, exchange: Excha
     return "paused"
 
 
+@_keeps_lease
 def _split(
     ctx: PostingContext, batch: Claimed, exchange: Exchange, local: dict[int, Outcome], send: list[int], error: str
 ) -> str:
@@ -433,7 +456,8 @@ def _split(
     cut = send[len(send) // 2]
     halves = [list(range(0, cut)), list(range(cut, len(entries)))]
     key = ctx.settings.api_key_for(batch.data_source)
-    with ctx.engine.begin() as conn:
+    with batch.conn.begin():
+        conn = batch.conn
         if not _release(
             conn,
             batch,
@@ -441,8 +465,7 @@ def _split(
             "state = 'split', finished_at = now(), rows = 0, last_error = :error",
             {"error": clean_text(redact(error, key))},
         ):
-            conn.rollback()
-            return "lost"
+            raise _LeaseLost
         _record_attempt(conn, batch.ref.batch_id, exchange, len(send), error, key)
         previous = batch.depends_on
         for n, half in enumerate(halves):
@@ -465,7 +488,7 @@ def _split(
                     "part": batch.ref.part + str(n),
                     "dep": previous,
                     "rows": len(half_entries),
-                    "payload": orjson.dumps(half_bodies, option=orjson.OPT_SORT_KEYS) if half_bodies else None,
+                    "payload": orjson.dumps(half_bodies) if half_bodies else None,
                     "manifest": orjson.dumps(half_entries),
                     "first": batch.first_try_at,
                 },

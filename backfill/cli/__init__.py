@@ -14,15 +14,14 @@ import time
 STARTED_AT = time.time()
 
 import functools  # noqa: E402
+import importlib  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any, TypeVar  # noqa: E402
 
 import click  # noqa: E402
-import sqlalchemy.exc  # noqa: E402
 
 from backfill.errors import ConfigError, RunStateError  # noqa: E402
-from producers.source import SourceReadError  # noqa: E402
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,7 +35,9 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _database_problem(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
+def _database_problem(exc: Exception) -> str:
+    import sqlalchemy.exc
+
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
@@ -48,6 +49,12 @@ def _database_problem(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
     return f"state database error: {first}"
 
 
+def _is_database_error(exc: Exception) -> bool:
+    # SQLAlchemy is imported only by the commands that use it; if it is not loaded, this is not its error.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, (sa_exc.OperationalError, sa_exc.ProgrammingError))
+
+
 def handles_errors(func: F) -> F:
     """Turn our exceptions into one-line messages and exit codes (never a traceback)."""
 
@@ -57,33 +64,56 @@ def handles_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ConfigError as exc:
             fail(str(exc), EXIT_CONFIG)
-        except SourceReadError as exc:
-            fail(str(exc), EXIT_CONFIG)
         except RunStateError as exc:
             fail(str(exc), EXIT_STATE)
-        except sqlalchemy.exc.ArgumentError as exc:
-            fail(f"DATABASE_URL is malformed: {exc}", EXIT_CONFIG)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as exc:
-            fail(_database_problem(exc), EXIT_CONFIG)
         except KeyboardInterrupt:
             fail("interrupted (a started run goes on in the workers)", 130)
+        except Exception as exc:
+            sa_exc = sys.modules.get("sqlalchemy.exc")
+            if sa_exc is not None and isinstance(exc, sa_exc.ArgumentError):
+                fail(f"DATABASE_URL is malformed: {exc}", EXIT_CONFIG)
+            if _is_database_error(exc):
+                fail(_database_problem(exc), EXIT_CONFIG)
+            raise
 
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands are imported when used: `status` should not pay for the sandbox's web server or Celery.
+_COMMANDS = {
+    "migrate": "backfill.cli.service_commands:migrate",
+    "worker": "backfill.cli.service_commands:worker",
+    "flower": "backfill.cli.service_commands:flower",
+    "start": "backfill.cli.run_commands:start",
+    "resume": "backfill.cli.run_commands:resume",
+    "cancel": "backfill.cli.run_commands:cancel",
+    "retry": "backfill.cli.run_commands:retry",
+    "status": "backfill.cli.inspect_commands:status",
+    "errors": "backfill.cli.inspect_commands:errors",
+    "runs": "backfill.cli.inspect_commands:runs",
+    "batch": "backfill.cli.ops_commands:batch",
+    "prune": "backfill.cli.ops_commands:prune",
+    "report": "backfill.cli.ops_commands:report",
+    "verify": "backfill.cli.verify_commands:verify",
+    "sandbox": "sandbox.cli:sandbox_command",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Import a billing history from PostgreSQL into GrowPanel, with a per-row audit."""
-
-
-def _register() -> None:
-    from backfill.cli import inspect_commands, ops_commands, run_commands, service_commands, verify_commands
-    from sandbox.cli import sandbox_command
-
-    for module in (run_commands, inspect_commands, service_commands, verify_commands, ops_commands):
-        for command in module.COMMANDS:
-            main.add_command(command)
-    main.add_command(sandbox_command, "sandbox")
-
-
-_register()

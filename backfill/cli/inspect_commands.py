@@ -109,4 +109,3 @@ def runs(limit: int) -> None:
         )
 
 
-COMMANDS = [status, errors, runs]

@@ -107,4 +107,3 @@ def report(run_id: int, html_path: Path) -> None:
     click.echo(f"wrote the report of run {run_id} ({size / 1024:.0f} KB)", err=True)
 
 
-COMMANDS = [batch, prune, report]

@@ -320,4 +320,3 @@ def retry(run_id: int, wait: bool, as_json: bool) -> None:
     sys.exit(exit_code(doc["state"]))
 
 
-COMMANDS = [start, resume, cancel, retry]

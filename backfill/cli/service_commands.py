@@ -78,4 +78,3 @@ def flower(port: int, address: str) -> None:
     app.start(argv)
 
 
-COMMANDS = [migrate, worker, flower]

@@ -119,4 +119,3 @@ def verify_after_run(run_id: int) -> tuple[int, dict[str, Any]]:
     return report.exit_code, {"complete": True, **report.to_json()}
 
 
-COMMANDS = [verify]

@@ -45,11 +45,17 @@ def test_our_services_share_one_image_built_here() -> None:
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_every_command_is_a_real_subcommand_with_real_options(name: str) -> None:
     args = _command(OURS[name])
-    command = main.commands.get(args[0])
-    assert command is not None, f"{name}: `growpanel-backfill {args[0]}` does not exist"
-    # Parsing (not running) the arguments fails on an unknown option or a bad value.
     with click.Context(main) as parent:
+        command = main.get_command(parent, args[0])
+        assert command is not None, f"{name}: `growpanel-backfill {args[0]}` does not exist"
+        # Parsing (not running) the arguments fails on an unknown option or a bad value.
         command.make_context(args[0], args[1:], parent=parent)
+
+
+def test_every_listed_command_loads() -> None:
+    with click.Context(main) as ctx:
+        for name in main.list_commands(ctx):
+            assert isinstance(main.get_command(ctx, name), click.Command), name
 
 
 @pytest.mark.parametrize("name", sorted(OURS))
