@@ -153,9 +153,9 @@ def _copy(
             + batch
             + o.outcome
             + "\t"
-            + _copy_text(clean_text(o.export_status, 200))
+            + ("\\N" if o.export_status is None else _copy_text(clean_text(o.export_status, 200)))
             + "\t"
-            + _copy_text(clean_text(o.message))
+            + ("\\N" if o.message is None else _copy_text(clean_text(o.message)))
             + "\t"
             + ("\\N" if o.http_status is None else str(o.http_status))
             + (sent_attempts if o.sent else local_attempts)

@@ -8,6 +8,8 @@ from models.tables import ACCEPTED_OUTCOMES
 
 # (outcome, raw export_status, message)
 RowResult = tuple[str, str | None, str | None]
+# The common answers, built once: most batches are a list of these.
+_PLAIN = {status: (status, status, None) for status in ACCEPTED_OUTCOMES}
 
 
 def _one(entry_id: str, result: Any, position: int) -> RowResult:
@@ -33,9 +35,15 @@ def match_results(entries: list[list[Any]], results: list[Any]) -> list[RowResul
     """
     ids = [entry[0] for entry in entries]
     echoed = [r.get("id") if isinstance(r, dict) else None for r in results]
-    aligned = len(results) == len(entries) and all(e is None or str(e) == i for e, i in zip(echoed, ids))
+    aligned = len(results) == len(entries) and all(e == i or e is None or str(e) == i for e, i in zip(echoed, ids))
     if aligned:
-        return [_one(i, r, n) for n, (i, r) in enumerate(zip(ids, results))]
+        plain = _PLAIN
+        out = []
+        for n, (i, r) in enumerate(zip(ids, results)):
+            status = r.get("export_status") if type(r) is dict else None
+            hit = plain.get(status) if type(status) is str else None
+            out.append(hit or _one(i, r, n))
+        return out
     by_id: dict[str, list[int]] = {}
     for n, e in enumerate(echoed):
         if e is not None:

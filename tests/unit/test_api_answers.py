@@ -118,3 +118,4 @@ def test_anything_unexpected_is_a_recorded_error_not_a_crash() -> None:
     assert out[2][0] == "error" and "answers id 'zzz'" in out[2][2]
     assert out[3] == ("error", None, "the API answered 3 results for 4 rows; none for this row")
     assert match_results(_entries("a"), [{"id": "a"}]) == [("error", None, "result #0 has no export_status")]
+    assert match_results(_entries("a"), [{"id": "a", "export_status": ["inserted"]}]) == [("error", None, "result #0 has no export_status")]
