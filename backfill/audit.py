@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from models.tables import ACCEPTED_OUTCOMES
+from models.states import ACCEPTED_OUTCOMES
 
 _COUNTER_OF = {
     "inserted": "n_inserted",

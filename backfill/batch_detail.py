@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import Connection, text
 
 from backfill.errors import RunStateError
-from models.tables import STAGES
+from models.states import STAGES
 
 _POSITION = re.compile(r"^(\d+)(?:\.([01]+))?$")
 # The text view shows this much of a response body; `--json` has all that was kept.

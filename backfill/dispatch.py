@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, text
 
-from models.tables import STAGES
+from models.states import STAGES
 
 log = logging.getLogger(__name__)
 

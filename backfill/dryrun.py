@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from backfill.audit import counters, write_outcomes
 from backfill.reasons import Reason, group_reasons
-from models.tables import STAGES
+from models.states import STAGES
 from producers.produce import ProducerContext, produce_run
 from workers.decide import local_outcomes
 

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-from models.tables import STAGES
+from models.states import STAGES
 
 FINAL_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled", "paused")
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from backfill.dispatch import BatchRef, Publisher, advance
 from backfill.errors import RunStateError
-from models.tables import STAGES
+from models.states import STAGES
 
 
 @dataclass(frozen=True)

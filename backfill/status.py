@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from backfill.errors import RunStateError
-from models.tables import STAGES
+from models.states import STAGES
 
 LOCAL_UNCHANGED = "unchanged (skipped locally)"
 FINAL_RUN_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled")

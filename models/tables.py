@@ -26,17 +26,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STAGES = ("plans", "customers", "invoices")
-ACCEPTED_OUTCOMES = ("inserted", "updated", "unchanged", "success")
-REJECTED_OUTCOMES = ("error", "invalid", "skipped")
-OUTCOMES = ACCEPTED_OUTCOMES + REJECTED_OUTCOMES
-RUN_STATES = ("running", "paused", "succeeded", "completed_with_errors", "failed", "cancelled")
-RUN_ACTIVE_STATES = ("running", "paused")
-# pending: written by the producer; queued: a message is in the broker; running: a worker holds the lease;
-# retry_wait: waiting for `not_before`; done/failed: final; split: replaced by two halves after a 413.
-BATCH_STATES = ("pending", "queued", "running", "retry_wait", "done", "failed", "split")
-IN_FLIGHT_STATES = ("queued", "running", "retry_wait")
-FINAL_BATCH_STATES = ("done", "split")
+from models.states import (  # noqa: F401 - re-exported for the models' users
+    ACCEPTED_OUTCOMES,
+    BATCH_STATES,
+    FINAL_BATCH_STATES,
+    IN_FLIGHT_STATES,
+    OUTCOMES,
+    REJECTED_OUTCOMES,
+    RUN_ACTIVE_STATES,
+    RUN_STATES,
+    STAGES,
+)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from backfill.errors import ConfigError
-from models.tables import STAGES
+from models.states import STAGES
 from producers.fields import ENTITY_FIELDS, REQUIRED_COLUMNS
 from producers.source import stage_query
 

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, text
 
 from backfill.errors import ConfigError
-from models.tables import STAGES
+from models.states import STAGES
 from producers.batching import BatchDraft, ManifestEntry, Packer
 from producers.mapping import Mapping, check_columns
 from producers.normalize import PayloadOptions, RowBuilder

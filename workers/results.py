@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.tables import ACCEPTED_OUTCOMES
+from models.states import ACCEPTED_OUTCOMES
 
 # (outcome, raw export_status, message)
 RowResult = tuple[str, str | None, str | None]

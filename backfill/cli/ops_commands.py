@@ -11,7 +11,7 @@ import orjson
 
 from backfill.cli import handles_errors
 from backfill.cli import context as ctx
-from models.tables import STAGES
+from models.states import STAGES
 
 
 def _duration(context: click.Context, param: click.Parameter, value: str) -> timedelta:

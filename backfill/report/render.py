@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from backfill.batch_detail import excerpt
-from models.tables import STAGES
+from models.states import STAGES
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _COUNTS = ("inserted", "updated", "unchanged", "success", "unchanged (skipped locally)")

@@ -18,7 +18,7 @@ from backfill.verify.rows import merge_entity
 from backfill.verify.source import source_rows
 from backfill.verify.spill import create_spill, spill, state_connection, state_rows
 from backfill.verify.target import Target
-from models.tables import STAGES
+from models.states import STAGES
 from producers.source import fingerprint, source_connection
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.tables import STAGES
+from models.states import STAGES
 
 # The kinds of examples, in the order they are printed.
 DIFFERENCE_KINDS = ("missing", "extra", "different")

@@ -16,7 +16,7 @@ import orjson
 import psycopg
 
 from models.db import libpq_url
-from models.tables import REJECTED_OUTCOMES
+from models.states import REJECTED_OUTCOMES
 
 FETCH_ROWS = 2000
 _TABLE = "gp_verify_listing"
