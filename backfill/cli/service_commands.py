@@ -40,8 +40,14 @@ def migrate() -> None:
 @click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default="threads", show_default=True)
 @click.option("--loglevel", "-l", default=None, help="Log level (default: LOG_LEVEL).")
 @click.option("--hostname", "-n", default=None, help="Celery node name (default: celery@HOST-PID).")
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Queues to consume (default both: growpanel.batches,growpanel.produce); e.g. a producer-only worker.",
+)
 @handles_errors
-def worker(concurrency: int, pool: str, loglevel: str | None, hostname: str | None) -> None:
+def worker(concurrency: int, pool: str, loglevel: str | None, hostname: str | None, queues: str | None) -> None:
     """Start a Celery worker for both queues (same as `celery -A workers worker`)."""
     settings = ctx.settings("database_url", "celery_broker_url", "source_database_url")
     ctx.engine(settings)
@@ -54,7 +60,7 @@ def worker(concurrency: int, pool: str, loglevel: str | None, hostname: str | No
         f"--concurrency={concurrency}",
         f"--pool={pool}",
         f"--loglevel={loglevel or settings.log_level}",
-        f"--queues={BATCH_QUEUE},{PRODUCE_QUEUE}",
+        f"--queues={queues or f'{BATCH_QUEUE},{PRODUCE_QUEUE}'}",
         "--task-events",
         f"--hostname={hostname or f'celery@%h-{os.getpid()}'}",
     ]
