@@ -284,8 +284,8 @@ def _record_attempt(conn: Connection, batch_id: int, exchange: Exchange | None, 
     )
 
 
-def _release(conn: Connection, batch: Claimed, owner: str, sets: str, params: dict[str, Any]) -> bool:
-    """Update the batch only while we still hold its lease."""
+def _release(conn: Connection, batch: Claimed, owner: str, sets: str, params: dict[str, Any]) -> None:
+    """Update the batch only while we still hold its lease (_LeaseLost, and a rollback, otherwise)."""
     row = conn.execute(
         text(
             f"UPDATE batches SET {sets}, lease_owner = NULL, lease_until = NULL "  # noqa: S608 - fixed fragments
@@ -293,7 +293,9 @@ def _release(conn: Connection, batch: Claimed, owner: str, sets: str, params: di
         ),
         {**params, "id": batch.ref.batch_id, "owner": owner},
     ).first()
-    return row is not None
+    if row is None:
+        log.warning("batch %s: lease lost; another worker records it", batch.ref.label)
+        raise _LeaseLost
 
 
 @_keeps_lease
@@ -313,15 +315,13 @@ def _finalize(
     with batch.conn.begin():
         conn = batch.conn
         sets = ", ".join(f"{column} = :{column}" for column in counts)
-        if not _release(
+        _release(
             conn,
             batch,
             ctx.owner,
             f"state = 'done', finished_at = now(), attempts = :attempts, last_error = NULL, {sets}",
             {"attempts": attempts, **counts},
-        ):
-            log.warning("batch %s: lease lost before recording; another worker records it", batch.ref.label)
-            raise _LeaseLost
+        )
         write_outcomes(
             conn,
             run_id=batch.ref.run_id,
@@ -371,7 +371,7 @@ def _reschedule(
     key = ctx.settings.api_key_for(batch.data_source)
     with batch.conn.begin():
         conn = batch.conn
-        if not _release(
+        _release(
             conn,
             batch,
             ctx.owner,
@@ -383,8 +383,7 @@ def _reschedule(
                 "throttled": throttled,
                 "error": clean_text(redact(error, key)),
             },
-        ):
-            raise _LeaseLost
+        )
         if exchange is not None or error is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), error, key)
     if delay <= ctx.settings.max_countdown:
@@ -404,14 +403,13 @@ def _fail(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error:
     error = clean_text(redact(error, key)) or error
     with batch.conn.begin():
         conn = batch.conn
-        if not _release(
+        _release(
             conn,
             batch,
             ctx.owner,
             "state = 'failed', finished_at = now(), attempts = :attempts, last_error = :error",
             {"attempts": attempts, "error": error},
-        ):
-            raise _LeaseLost
+        )
         _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), error, key)
         paused = pause_run(conn, batch.ref.run_id, f"batch {batch.ref.label} failed: {error}")
     if paused:
@@ -426,10 +424,9 @@ def _pause_for(ctx: PostingContext, batch: Claimed, reason: str, exchange: Excha
     reason = clean_text(redact(reason, key)) or reason
     with batch.conn.begin():
         conn = batch.conn
-        if not _release(
+        _release(
             conn, batch, ctx.owner, "state = 'pending', last_error = :error", {"error": reason}
-        ):
-            raise _LeaseLost
+        )
         if exchange is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), reason, key)
         paused = pause_run(conn, batch.ref.run_id, reason)
@@ -458,14 +455,13 @@ def _split(
     key = ctx.settings.api_key_for(batch.data_source)
     with batch.conn.begin():
         conn = batch.conn
-        if not _release(
+        _release(
             conn,
             batch,
             ctx.owner,
             "state = 'split', finished_at = now(), rows = 0, last_error = :error",
             {"error": clean_text(redact(error, key))},
-        ):
-            raise _LeaseLost
+        )
         _record_attempt(conn, batch.ref.batch_id, exchange, len(send), error, key)
         previous = batch.depends_on
         for n, half in enumerate(halves):
