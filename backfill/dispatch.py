@@ -79,22 +79,25 @@ def advance_on(conn: Connection, run_id: int, publisher: Publisher, max_in_fligh
 
 
 def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[BatchRef]:
-    # One statement locks the run and reads its current stage and in-flight count: after most batches
-    # that is all there is to know before queueing the next ones.
     run = conn.execute(
-        text(
-            """
-            SELECT r.state, r.current_stage, r.dry_run, s.produced, s.done_at,
-                   (SELECT count(*) FROM batches b WHERE b.run_id = r.id AND b.stage = r.current_stage
-                      AND b.state IN ('queued', 'running', 'retry_wait')) AS in_flight
-            FROM runs r JOIN run_stages s ON s.run_id = r.id AND s.stage = r.current_stage
-            WHERE r.id = :id FOR UPDATE OF r
-            """
-        ),
-        {"id": run_id},
+        text("SELECT state, current_stage, dry_run FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id}
     ).mappings().first()
     if run is None or run["state"] != "running" or run["dry_run"]:
         return []
+    # A statement of its own, after the lock: in READ COMMITTED it sees what the transaction that held
+    # the lock before us committed (a subquery of the locking statement would not).
+    run = conn.execute(
+        text(
+            """
+            SELECT r.current_stage, s.produced, s.done_at,
+                   (SELECT count(*) FROM batches b WHERE b.run_id = r.id AND b.stage = r.current_stage
+                      AND b.state IN ('queued', 'running', 'retry_wait')) AS in_flight
+            FROM runs r JOIN run_stages s ON s.run_id = r.id AND s.stage = r.current_stage
+            WHERE r.id = :id
+            """
+        ),
+        {"id": run_id},
+    ).mappings().one()
     stage = run["current_stage"]
     in_flight = int(run["in_flight"])
     st: Any = run
@@ -146,21 +149,31 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
     return [BatchRef(r.id, run_id, stage, r.seq, r.part) for r in sorted(rows, key=lambda r: (r.seq, r.part))]
 
 
-def _has_open_batches(conn: Connection, run_id: int, stage: str) -> bool:
-    """Whether a batch of the stage is pending or failed (two probes of the dispatch index, in its order)."""
-    probe = (
-        "(SELECT 1 FROM batches WHERE run_id = :r AND stage = :s AND state = '{state}' "
-        "ORDER BY pass_no, seq, part LIMIT 1) IS NOT NULL"
-    )
+_UNFINISHED = ("pending", "queued", "running", "retry_wait", "failed")
+
+
+def _has_open_batches(conn: Connection, run_id: int, stage: str | None = None) -> bool:
+    """Whether a batch (of the stage, or of the run) has no final state: one probe of the dispatch index
+    per unfinished state, in its order, so a stage of done batches is never walked."""
+    where = "run_id = :r AND stage = :s" if stage is not None else "run_id = :r AND stage = {stage}"
+    probes = []
+    for state in _UNFINISHED:
+        for one_stage in ([None] if stage is not None else list(STAGES)):
+            clause = where if one_stage is None else where.format(stage=f"'{one_stage}'")
+            probes.append(
+                f"(SELECT 1 FROM batches WHERE {clause} AND state = '{state}' ORDER BY pass_no, seq, part LIMIT 1) IS NOT NULL"
+            )
     return bool(
-        conn.execute(
-            text(f"SELECT {probe.format(state='pending')} OR {probe.format(state='failed')}"),  # noqa: S608 - constants
-            {"r": run_id, "s": stage},
-        ).scalar_one()
+        conn.execute(text("SELECT " + " OR ".join(probes)), {"r": run_id, "s": stage}).scalar_one()  # noqa: S608 - constants
     )
 
 
 def _finish_run(conn: Connection, run_id: int) -> None:
+    if _has_open_batches(conn, run_id):
+        # Never call a run finished while a batch of it has no outcome (a stage closed too early would
+        # otherwise strand it): the next advance or sweep looks again.
+        log.warning("run %s: every stage looks done but a batch is still open; not finishing it yet", run_id)
+        return
     rejected = conn.execute(
         text(
             "SELECT coalesce(sum(n_error + n_invalid + n_skipped), 0) FROM batches WHERE run_id = :r"
