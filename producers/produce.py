@@ -11,7 +11,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -74,6 +75,9 @@ def release_producer(conn: Connection, run_id: int, owner: str) -> None:
 
 def produce_run(ctx: ProducerContext, run_id: int) -> bool:
     """Produce every stage not yet produced. Returns False if the lease could not be taken or was lost."""
+    # A token per call, not per process: two deliveries of `produce` to threads of one worker must not
+    # both hold the lease.
+    ctx = replace(ctx, owner=f"{ctx.owner}:{uuid.uuid4().hex[:12]}")
     with ctx.engine.begin() as conn:
         run = claim_producer(conn, run_id, ctx.owner, ctx.lease_seconds)
     if run is None:

@@ -11,6 +11,7 @@ import functools
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -76,6 +77,8 @@ class Claimed:
     only_changed: bool
     # One connection serves the whole batch (claim, decisions, record, advance): one pool checkout.
     conn: Connection
+    # This claim's lease token: unique per claim, so two threads of one process never share a lease.
+    owner: str
 
 
 def process_batch(ctx: PostingContext, ref: BatchRef) -> str:
@@ -112,6 +115,7 @@ def _keeps_lease(func: Callable[..., str]) -> Callable[..., str]:
 
 
 def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | None:
+    owner = f"{ctx.owner}:{uuid.uuid4().hex[:12]}"
     with conn.begin():
         row = conn.execute(
             text(
@@ -127,7 +131,7 @@ def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | No
                           b.depends_on, r.data_source, r.api_url, r.only_changed
                 """
             ),
-            {"owner": ctx.owner, "lease": ctx.settings.lease_seconds, "id": ref.batch_id},
+            {"owner": owner, "lease": ctx.settings.lease_seconds, "id": ref.batch_id},
         ).first()
     if row is None:
         return None
@@ -145,6 +149,7 @@ def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | No
         api_url=row.api_url,
         only_changed=row.only_changed,
         conn=conn,
+        owner=owner,
     )
 
 
@@ -318,7 +323,7 @@ def _finalize(
         _release(
             conn,
             batch,
-            ctx.owner,
+            batch.owner,
             f"state = 'done', finished_at = now(), attempts = :attempts, last_error = NULL, {sets}",
             {"attempts": attempts, **counts},
         )
@@ -374,7 +379,7 @@ def _reschedule(
         _release(
             conn,
             batch,
-            ctx.owner,
+            batch.owner,
             "state = 'retry_wait', not_before = now() + make_interval(secs => :delay), attempts = :attempts, "
             "throttled = :throttled, last_error = coalesce(:error, last_error)",
             {
@@ -406,7 +411,7 @@ def _fail(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error:
         _release(
             conn,
             batch,
-            ctx.owner,
+            batch.owner,
             "state = 'failed', finished_at = now(), attempts = :attempts, last_error = :error",
             {"attempts": attempts, "error": error},
         )
@@ -425,7 +430,7 @@ def _pause_for(ctx: PostingContext, batch: Claimed, reason: str, exchange: Excha
     with batch.conn.begin():
         conn = batch.conn
         _release(
-            conn, batch, ctx.owner, "state = 'pending', last_error = :error", {"error": reason}
+            conn, batch, batch.owner, "state = 'pending', last_error = :error", {"error": reason}
         )
         if exchange is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), reason, key)
@@ -458,7 +463,7 @@ def _split(
         _release(
             conn,
             batch,
-            ctx.owner,
+            batch.owner,
             "state = 'split', finished_at = now(), rows = 0, last_error = :error",
             {"error": clean_text(redact(error, key))},
         )
