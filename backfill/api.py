@@ -8,6 +8,7 @@ and is never part of anything we log or store (`redact` scrubs it from bodies we
 from __future__ import annotations
 
 import email.utils
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -140,20 +141,16 @@ def _error_message(exchange: Exchange, secret: str | None) -> str:
     return body_text(exchange, secret, 300).strip() or "(empty body)"
 
 
-def classify(exchange: Exchange, secret: str | None) -> list[Any]:
-    """The result list of a clean answer, or the ApiError that says what to do about this one."""
+def json_body(exchange: Exchange, secret: str | None) -> Any:
+    """The decoded body of a 2xx answer, or the ApiError that says what to do about this answer."""
     status = exchange.status
     if status is None:
         raise RetriableApiError(exchange.error or "no response")
     if 200 <= status < 300:
         try:
-            data = orjson.loads(exchange.content)
+            return orjson.loads(exchange.content)
         except orjson.JSONDecodeError:
             raise RetriableApiError(f"HTTP {status} with a body that is not JSON", status) from None
-        result = data.get("result") if isinstance(data, dict) else None
-        if not isinstance(result, list):
-            raise RetriableApiError(f"HTTP {status} without a `result` list", status)
-        return result
     message = f"HTTP {status}: {_error_message(exchange, secret)}"
     if status == 429:
         raise ThrottledError(message, parse_retry_after(exchange.headers), status)
@@ -171,4 +168,19 @@ def classify(exchange: Exchange, secret: str | None) -> list[Any]:
     raise RejectedError(message, status)
 
 
-__all__ = ["ApiError", "Exchange", "GrowPanelClient", "body_text", "classify", "parse_retry_after", "redact"]
+def classify(exchange: Exchange, secret: str | None) -> list[Any]:
+    """The per-row result list of a bulk POST's clean answer, or the ApiError for this answer."""
+    data = json_body(exchange, secret)
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list):
+        raise RetriableApiError(f"HTTP {exchange.status} without a `result` list", exchange.status)
+    return result
+
+
+def backoff_delay(delays: list[float], n: int, jitter: float, rng: random.Random) -> float:
+    """The delay before retry number `n` (1-based) of RETRY_BACKOFF, with ± `jitter` (a fraction)."""
+    base = (delays or [1.0])[min(n, len(delays or [1.0])) - 1]
+    return max(0.0, base * (1 + rng.uniform(-jitter, jitter)))
+
+
+__all__ = ["ApiError", "Exchange", "GrowPanelClient", "backoff_delay", "body_text", "classify", "json_body", "parse_retry_after", "redact"]

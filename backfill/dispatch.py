@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, text
 
+from backfill.status import stage_counts
 from models.states import STAGES
 
 log = logging.getLogger(__name__)
@@ -45,22 +46,6 @@ class Publisher(Protocol):
 
     def publish_produce(self, run_id: int) -> None:
         """Queue (or re-queue) the producer of a run."""
-
-
-_SUMMARY_SQL = """
-    SELECT coalesce(sum(rows), 0) AS rows, coalesce(sum(n_inserted), 0) AS inserted,
-           coalesce(sum(n_updated), 0) AS updated, coalesce(sum(n_unchanged), 0) AS unchanged,
-           coalesce(sum(n_success), 0) AS success, coalesce(sum(n_local), 0) AS local,
-           coalesce(sum(n_error), 0) AS error, coalesce(sum(n_invalid), 0) AS invalid,
-           coalesce(sum(n_skipped), 0) AS skipped
-    FROM batches WHERE run_id = :run_id AND stage = :stage
-"""
-
-
-def stage_counts(conn: Connection, run_id: int, stage: str) -> dict[str, int]:
-    """Counters of one stage, summed over its batches (never over the audit table)."""
-    row = conn.execute(text(_SUMMARY_SQL), {"run_id": run_id, "stage": stage}).mappings().one()
-    return {k: int(v) for k, v in row.items()}
 
 
 def advance(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: int) -> list[BatchRef]:
@@ -106,7 +91,7 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
         if st["done_at"] is None:
             conn.execute(
                 text("UPDATE run_stages SET done_at = now(), summary = CAST(:summary AS jsonb) WHERE run_id = :r AND stage = :s"),
-                {"r": run_id, "s": stage, "summary": _json(stage_counts(conn, run_id, stage))},
+                {"r": run_id, "s": stage, "summary": _json(stage_counts(conn, run_id)[stage])},
             )
         index = STAGES.index(stage)
         if index + 1 == len(STAGES):
@@ -152,24 +137,31 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
 _UNFINISHED = ("pending", "queued", "running", "retry_wait", "failed")
 
 
-def _has_open_batches(conn: Connection, run_id: int, stage: str | None = None) -> bool:
-    """Whether a batch (of the stage, or of the run) has no final state: one probe of the dispatch index
-    per unfinished state, in its order, so a stage of done batches is never walked."""
-    where = "run_id = :r AND stage = :s" if stage is not None else "run_id = :r AND stage = {stage}"
-    probes = []
-    for state in _UNFINISHED:
-        for one_stage in ([None] if stage is not None else list(STAGES)):
-            clause = where if one_stage is None else where.format(stage=f"'{one_stage}'")
-            probes.append(
-                f"(SELECT 1 FROM batches WHERE {clause} AND state = '{state}' ORDER BY pass_no, seq, part LIMIT 1) IS NOT NULL"
-            )
-    return bool(
-        conn.execute(text("SELECT " + " OR ".join(probes)), {"r": run_id, "s": stage}).scalar_one()  # noqa: S608 - constants
-    )
+def pause_run(conn: Connection, run_id: int, reason: str) -> bool:
+    """running -> paused, with the reason an operator will read; False if the run was not running."""
+    row = conn.execute(
+        text("UPDATE runs SET state = 'paused', paused_reason = :reason WHERE id = :r AND state = 'running' RETURNING id"),
+        {"reason": reason, "r": run_id},
+    ).first()
+    return row is not None
+
+
+# One probe of the dispatch index per unfinished state, in the index's order: a stage made of done
+# batches is never walked.
+_OPEN_PROBES = " OR ".join(
+    f"(SELECT 1 FROM batches WHERE run_id = :r AND stage = :s AND state = '{state}' "
+    "ORDER BY pass_no, seq, part LIMIT 1) IS NOT NULL"
+    for state in _UNFINISHED
+)
+
+
+def _has_open_batches(conn: Connection, run_id: int, stage: str) -> bool:
+    """Whether a batch of the stage has no final state."""
+    return bool(conn.execute(text(f"SELECT {_OPEN_PROBES}"), {"r": run_id, "s": stage}).scalar_one())  # noqa: S608
 
 
 def _finish_run(conn: Connection, run_id: int) -> None:
-    if _has_open_batches(conn, run_id):
+    if any(_has_open_batches(conn, run_id, stage) for stage in STAGES):
         # Never call a run finished while a batch of it has no outcome (a stage closed too early would
         # otherwise strand it): the next advance or sweep looks again.
         log.warning("run %s: every stage looks done but a batch is still open; not finishing it yet", run_id)
@@ -242,10 +234,7 @@ def sweep(engine: Engine, publisher: Publisher, policy: SweepPolicy, on_pause: "
                 found["failed"] += 1
                 ref = BatchRef(row.id, row.run_id, row.stage, row.seq, row.part)
                 reason = f"batch {ref.label} failed: its worker died {policy.max_deliveries} times while posting it"
-                if conn.execute(
-                    text("UPDATE runs SET state = 'paused', paused_reason = :m WHERE id = :r AND state = 'running' RETURNING id"),
-                    {"m": reason, "r": row.run_id},
-                ).first():
+                if pause_run(conn, row.run_id, reason):
                     paused.append((row.run_id, row.data_source, row.stage, reason))
             else:
                 found["expired"] += 1

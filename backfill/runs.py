@@ -97,15 +97,6 @@ def lock_run(conn: Connection, run_id: int) -> dict[str, object]:
     return dict(row)
 
 
-def pause_run(conn: Connection, run_id: int, reason: str) -> bool:
-    """running -> paused, with the reason an operator will read."""
-    row = conn.execute(
-        text("UPDATE runs SET state = 'paused', paused_reason = :reason WHERE id = :r AND state = 'running' RETURNING id"),
-        {"reason": reason, "r": run_id},
-    ).first()
-    return row is not None
-
-
 def cancel_run(engine: Engine, run_id: int) -> str:
     """No new batches are queued; batches being posted finish; `resume` can pick the run up later."""
     with engine.begin() as conn:

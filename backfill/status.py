@@ -29,27 +29,35 @@ def latest_run_id(conn: Connection) -> int:
     return int(run_id)
 
 
+_COUNTERS = ("rows", "inserted", "updated", "unchanged", "success", "local", "error", "invalid", "skipped", "failed_batches")
+
+
+def stage_counts(conn: Connection, run_id: int) -> dict[str, dict[str, int]]:
+    """Per stage, the outcome counters summed over its batches (never over the audit table)."""
+    counts = {stage: dict.fromkeys(_COUNTERS, 0) for stage in STAGES}
+    rows = conn.execute(
+        text(
+            """
+            SELECT stage, sum(rows) AS rows, sum(n_inserted) AS inserted, sum(n_updated) AS updated,
+                   sum(n_unchanged) AS unchanged, sum(n_success) AS success, sum(n_local) AS local,
+                   sum(n_error) AS error, sum(n_invalid) AS invalid, sum(n_skipped) AS skipped,
+                   count(*) FILTER (WHERE state = 'failed') AS failed_batches
+            FROM batches WHERE run_id = :r GROUP BY stage
+            """
+        ),
+        {"r": run_id},
+    ).mappings()
+    for row in rows:
+        counts[row["stage"]] = {k: int(row[k] or 0) for k in _COUNTERS}
+    return counts
+
+
 def status_document(conn: Connection, run_id: int) -> dict[str, Any]:
     """The `status --json` document of a run."""
     run = conn.execute(text("SELECT * FROM runs WHERE id = :r"), {"r": run_id}).mappings().first()
     if run is None:
         raise RunStateError(f"there is no run {run_id}")
-    sums = {
-        row.stage: row
-        for row in conn.execute(
-            text(
-                """
-                SELECT stage, sum(rows) AS rows, sum(n_inserted) AS inserted, sum(n_updated) AS updated,
-                       sum(n_unchanged) AS unchanged, sum(n_success) AS success, sum(n_local) AS local,
-                       sum(n_error) AS error, sum(n_invalid) AS invalid, sum(n_skipped) AS skipped,
-                       count(*) FILTER (WHERE state = 'failed') AS failed_batches,
-                       count(*) FILTER (WHERE state NOT IN ('done', 'split')) AS open_batches
-                FROM batches WHERE run_id = :r GROUP BY stage
-                """
-            ),
-            {"r": run_id},
-        )
-    }
+    sums = stage_counts(conn, run_id)
     stages_meta = {
         row.stage: row
         for row in conn.execute(
@@ -59,9 +67,8 @@ def status_document(conn: Connection, run_id: int) -> dict[str, Any]:
     stages: dict[str, Any] = {}
     current = STAGES.index(run["current_stage"])
     for index, stage in enumerate(STAGES):
-        row = sums.get(stage)
+        n = sums[stage]
         meta = stages_meta.get(stage)
-        n = {k: int(getattr(row, k) or 0) for k in ("rows", "inserted", "updated", "unchanged", "success", "local", "error", "invalid", "skipped")} if row else dict.fromkeys(("rows", "inserted", "updated", "unchanged", "success", "local", "error", "invalid", "skipped"), 0)
         accepted = n["inserted"] + n["updated"] + n["unchanged"] + n["success"] + n["local"]
         pending = n["rows"] - accepted - n["error"] - n["invalid"] - n["skipped"]
         if meta is not None and meta.done_at is not None:
@@ -88,7 +95,7 @@ def status_document(conn: Connection, run_id: int) -> dict[str, Any]:
                 LOCAL_UNCHANGED: n["local"],
             },
             "produced": bool(meta.produced) if meta is not None else False,
-            "failed_batches": int(row.failed_batches) if row else 0,
+            "failed_batches": n["failed_batches"],
         }
         if run["dry_run"]:
             doc["would_send"] = pending

@@ -137,22 +137,22 @@ def _integer(value: Any) -> int:
     raise _Bad(f"must be an integer, got {show(value)}")
 
 
-def _non_negative(value: Any) -> int:
-    n = _integer(value)
-    if n < 0:
-        raise _Bad(f"must not be negative, got {show(value)}")
-    if n > MAX_JSON_INT:
-        raise _Bad(f"is too large to send exactly as a JSON number (over 2^53-1), got {show(value)}")
-    return n
+def _at_least(minimum: int, too_small: str) -> Callable[[Any], int]:
+    """An integer converter with a lower bound, and the upper bound of exact JSON numbers."""
+
+    def convert(value: Any) -> int:
+        n = _integer(value)
+        if n < minimum:
+            raise _Bad(f"{too_small}, got {show(value)}")
+        if n > MAX_JSON_INT:
+            raise _Bad(f"is too large to send exactly as a JSON number (over 2^53-1), got {show(value)}")
+        return n
+
+    return convert
 
 
-def _positive(value: Any) -> int:
-    n = _integer(value)
-    if n < 1:
-        raise _Bad(f"must be a positive integer, got {show(value)}")
-    if n > MAX_JSON_INT:
-        raise _Bad(f"is too large to send exactly as a JSON number (over 2^53-1), got {show(value)}")
-    return n
+_non_negative = _at_least(0, "must not be negative")
+_positive = _at_least(1, "must be a positive integer")
 
 
 def _boolean(value: Any) -> bool:

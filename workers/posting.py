@@ -21,9 +21,9 @@ import orjson
 from sqlalchemy import Connection, Engine, text
 
 from backfill.alerts import Alert, Alerter
-from backfill.api import Exchange, GrowPanelClient, body_text, classify, redact
+from backfill.api import Exchange, GrowPanelClient, backoff_delay, body_text, classify, redact
 from backfill.audit import Outcome, clean_text, counters, write_outcomes
-from backfill.dispatch import BatchRef, Publisher, advance_on
+from backfill.dispatch import BatchRef, Publisher, advance_on, pause_run
 from backfill.errors import (
     ApiError,
     FatalApiError,
@@ -33,7 +33,6 @@ from backfill.errors import (
     TooLargeError,
 )
 from backfill.ratelimit import SharedRateLimiter
-from backfill.runs import pause_run
 from backfill.settings import Settings
 from workers.decide import local_outcomes, payload_hash
 from workers.results import match_results
@@ -254,10 +253,7 @@ def _body(batch: Claimed, entries: list[list[Any]], send: list[int]) -> bytes:
 
 def _backoff(ctx: PostingContext, n: int) -> float:
     """The delay before retry number `n` (1-based), with jitter."""
-    delays = ctx.settings.retry_backoff or [1.0]
-    base = delays[min(n, len(delays)) - 1]
-    jitter = ctx.settings.retry_jitter
-    return max(0.0, base * (1 + ctx.rng.uniform(-jitter, jitter)))
+    return backoff_delay(ctx.settings.retry_backoff, n, ctx.settings.retry_jitter, ctx.rng)
 
 
 def _record_attempt(conn: Connection, batch_id: int, exchange: Exchange | None, rows_sent: int, error: str | None, key: str | None) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from backfill.alerts import Alert
 from backfill.errors import ConfigError
-from backfill.runs import pause_run
+from backfill.dispatch import pause_run
 from producers.produce import produce_run
 from producers.source import SourceReadError
 from workers.resources import WorkerResources

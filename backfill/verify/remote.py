@@ -11,9 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from backfill.api import GrowPanelClient, classify
+from backfill.api import GrowPanelClient, backoff_delay, json_body
 from backfill.errors import ApiError, AuthError, FatalApiError, RetriableApiError, ThrottledError
 from backfill.settings import Settings
 from backfill.verify.errors import CheckIncomplete
@@ -52,15 +50,8 @@ class RemoteApi:
             self.pacer.wait()
             self.requests += 1
             exchange = self.client.request("GET", path, self.api_key, params=params)
-            status = exchange.status
             try:
-                if status is not None and 200 <= status < 300:
-                    try:
-                        return orjson.loads(exchange.content)
-                    except orjson.JSONDecodeError:
-                        raise RetriableApiError(f"HTTP {status} with a body that is not JSON", status) from None
-                classify(exchange, self.api_key)
-                raise RetriableApiError(f"HTTP {status} without a body we can read", status)
+                return json_body(exchange, self.api_key)
             except ThrottledError as exc:
                 throttles += 1
                 delay = exc.retry_after if exc.retry_after is not None else self._delay(throttles)
@@ -89,6 +80,5 @@ class RemoteApi:
                 self.sleep(pause)
 
     def _delay(self, n: int) -> float:
-        """The delay before retry number `n` (1-based), with jitter, as the workers compute it."""
-        base = self.backoff[min(n, len(self.backoff)) - 1]
-        return max(0.0, base * (1 + self.rng.uniform(-self.jitter, self.jitter)))
+        """The delay before retry number `n` (1-based), as the workers compute it."""
+        return backoff_delay(self.backoff, n, self.jitter, self.rng)

@@ -6,18 +6,24 @@ final outcome, GrowPanel holds every accepted row once, and no customer's invoic
 
 from __future__ import annotations
 
+import base64
+import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import orjson
+import redis
 
 from backfill.demo.seed import SeedShape, seed
+from backfill.settings import load_settings
 from tests.integration.promise import check_promise
 from tests.support.services import Database, RedisServer, WebhookReceiver, wait_until
 from tests.support.sources import mapping_file
 from tests.support.stack import SandboxView, Stack, python_cli
+from workers.celery_app import app, use_settings
 
 SMALL = SeedShape(customers=40, years=2, whales=1, whale_invoices=200, bad_rows=True)
 MANY_RETRIES = ",".join(["0.02"] * 14)
@@ -293,34 +299,26 @@ def test_two_resumes_at_once_queue_each_batch_once(make_stack, sandbox: SandboxV
     stack.wait_for_state(run_id, states=("paused",), timeout=60)
     worker.stop()
     sandbox.faults(outage=False)
-    broker = RedisServer.__new__(RedisServer)
-    client = __import__("redis").Redis.from_url(stack.env["CELERY_BROKER_URL"])
+    client = redis.Redis.from_url(stack.env["CELERY_BROKER_URL"])
     client.delete("growpanel.batches", "growpanel.produce")
-    env = {**stack.env}
-    import os
-
     calls = [
-        subprocess.Popen([*python_cli(), "resume", str(run_id)], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen([*python_cli(), "resume", str(run_id)], env={**os.environ, **stack.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
     outputs = [c.communicate(timeout=60) for c in calls]
     assert all(c.returncode == 0 for c in calls), outputs
     messages = [orjson.loads(m) for m in client.lrange("growpanel.batches", 0, -1)]
-    batch_ids = [orjson.loads(__import__("base64").b64decode(m["body"]))[0][0] for m in messages]
+    batch_ids = [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
     assert batch_ids, "the resumes queued nothing"
     assert len(batch_ids) == len(set(batch_ids)), "a batch was queued twice"
     queued = {r["id"] for r in stack.sql("SELECT id FROM batches WHERE run_id = :r AND state = 'queued'", r=run_id)}
     assert set(batch_ids) == queued
-    del broker
     # And a message for a batch that is already done is not posted again
     stack.start_worker(concurrency=4)
     doc = stack.wait_for_state(run_id, timeout=90)
     assert doc["state"] == "completed_with_errors"
     done = stack.sql("SELECT id, run_id, stage, seq FROM batches WHERE run_id = :r AND state = 'done' AND stage = 'plans' LIMIT 1", r=run_id)[0]
     posts_before = len(sandbox.requests())
-    from workers.celery_app import app, use_settings
-    from backfill.settings import load_settings
-
     use_settings(load_settings(celery_broker_url=stack.env["CELERY_BROKER_URL"], database_url=stack.env["DATABASE_URL"]))
     app.send_task("post_batch", args=[done["id"], done["run_id"], done["stage"], done["seq"], ""], queue="growpanel.batches")
     wait_until(lambda: "'duplicate'" in stack.logs(), 20, message="the duplicate to be dropped")
@@ -364,8 +362,6 @@ def test_max_rps_is_one_budget_shared_by_every_worker(make_stack, sandbox: Sandb
     posts = [r for r in sandbox.requests() if r["path"].startswith("/data/")]
     assert len(posts) >= 20
     assert all(r["status"] == 200 for r in posts), [r["status"] for r in posts if r["status"] != 200]
-    from datetime import datetime
-
     times = sorted(datetime.fromisoformat(r["arrived_at"].replace("Z", "+00:00")).timestamp() for r in posts)
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= 9  # 8 per second, plus one for where a window's edge falls
