@@ -1,1 +1,1 @@
-"""growpanel-backfill: the importer's core (settings, API client, run coordination, command line)."""
+"""growpanel-backfill's kernel: settings, errors, the API client, runs, batches, dispatch, sweep, audit."""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, text
 
-from backfill.status import stage_counts
+from backfill.store import stage_counts
 from models.states import STAGES
 
 log = logging.getLogger(__name__)

@@ -111,16 +111,16 @@ class Deployment:
         self.workdir = workdir
         self.processes: list[ServiceProcess] = []
         self._data_sources = itertools.count(1)
-        self.state = Database("state")
+        self.state = Database("state", prefix="gpbench")
         self.redis: RedisServer | None = None
         self.sandbox: Any = None
         try:
-            self.redis = RedisServer()
+            self.redis = RedisServer().start()
             self.sandbox = start_sandbox(KEYS, setup.latency_ms, setup.rate_limit)
             self.env = {
                 "DATABASE_URL": self.state.url,
                 "SOURCE_DATABASE_URL": source_url,
-                "CELERY_BROKER_URL": self.redis.url,
+                "CELERY_BROKER_URL": self.redis.url(),
                 "GROWPANEL_API_URL": self.sandbox.url,
                 "GROWPANEL_API_KEYS": ",".join(f"{ds}={key}" for key, ds in KEYS.items()),
                 "BATCH_SIZE": str(setup.batch_size),
@@ -279,5 +279,5 @@ class Deployment:
         if self.sandbox is not None:
             self.sandbox.stop()
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.cleanup()
         self.state.drop()

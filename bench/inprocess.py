@@ -106,8 +106,8 @@ def harness(source_url: str, batch_size: int = 500) -> Iterator[Harness]:
     from workers.posting import PostingContext
     from workers.publisher import CeleryPublisher
 
-    state = Database("inproc_state")
-    redis_server = RedisServer()
+    state = Database("inproc_state", prefix="gpbench")
+    redis_server = RedisServer().start()
     sandbox = start_sandbox({KEY: DATA_SOURCE}, 0.0, None)
     engine = None
     client = None
@@ -115,7 +115,7 @@ def harness(source_url: str, batch_size: int = 500) -> Iterator[Harness]:
         settings = load_settings(
             database_url=state.url,
             source_database_url=source_url,
-            celery_broker_url=redis_server.url,
+            celery_broker_url=redis_server.url(),
             growpanel_api_url=sandbox.url,
             growpanel_api_keys={DATA_SOURCE: KEY},
             batch_size=batch_size,
@@ -133,7 +133,7 @@ def harness(source_url: str, batch_size: int = 500) -> Iterator[Harness]:
             publisher=CeleryPublisher(app),
             alerter=Alerter(None),
             owner=f"bench:{os.getpid()}",
-            limiter=SharedRateLimiter(redis_server.client, None),
+            limiter=SharedRateLimiter(redis_server.client(), None),
         )
         yield Harness(engine, source_url, posting, settings)
     finally:
@@ -142,7 +142,7 @@ def harness(source_url: str, batch_size: int = 500) -> Iterator[Harness]:
         if engine is not None:
             engine.dispose()
         sandbox.stop()
-        redis_server.stop()
+        redis_server.cleanup()
         state.drop()
 
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="plain runs; the minimum and median are shown")
     args = parser.parse_args(argv)
     scratch = tempfile.TemporaryDirectory(prefix="gpbench-")
-    source = Database("inproc_source")
+    source = Database("inproc_source", prefix="gpbench")
     try:
         customers = args.customers or max(10, args.invoices // 10)
         seed_source(source.url, "src", SourceShape(customers, args.invoices))

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         producer=args.producer,
         log_level=args.log_level,
     )
-    source = Database("source")
+    source = Database("source", prefix="gpbench")
     outcome = Outcome()
     t0 = time.monotonic()
     try:

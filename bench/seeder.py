@@ -1,6 +1,6 @@
 """A fast billing source for benchmarks: millions of rows made by Postgres itself (generate_series).
 
-`backfill.demo.seed` builds rows in Python and COPYs them, which is right for a demo and slow for
+`demo.seed` builds rows in Python and COPYs them, which is right for a demo and slow for
 1,000,000 invoices; here the same shapes come from a few `INSERT ... SELECT` statements, so a million
 invoices take seconds. Shapes: a few whales with thousands of invoices each (weekly metered billing),
 and many small customers whose invoice counts fall off from a few hundred to a handful (a long tail),

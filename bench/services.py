@@ -7,111 +7,25 @@ benchmark never touches the shared Redis on 6379 or anybody else's database.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import redis
-from psycopg import sql
-
+from devservices import Database, RedisServer, free_port, wait_until
 from sandbox.testing import SandboxProcess
 
+__all__ = ["Database", "RedisServer", "free_port", "wait_for", "start_sandbox", "ServiceProcess", "run_cli"]
+
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres")
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `condition` until it is truthy; RuntimeError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Database:
-    """A database created for the benchmark and dropped by it."""
-
-    def __init__(self, label: str) -> None:
-        self.name = f"gpbench_{label}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
-        self.url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{self.name}"
-
-    def drop(self) -> None:
-        """Drop it, closing whatever is still connected."""
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
-
-
-class RedisServer:
-    """A private redis-server on a free port, nothing on disk; a fresh one per scenario.
-
-    Redis 7.0 keeps `used_memory_peak` across `CONFIG RESETSTAT` and `MEMORY PURGE` (checked on
-    7.0.15; 7.2 resets it), so a peak per scenario needs a server per scenario.
-    """
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="gpbench-redis-")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.client = redis.Redis(port=self.port, socket_connect_timeout=2)
-        wait_for(self._pings, 10, "redis-server to answer")
-
-    def _pings(self) -> bool:
-        try:
-            return bool(self.client.ping())
-        except redis.RedisError:
-            return False
-
-    @property
-    def url(self) -> str:
-        """redis://127.0.0.1:PORT/0"""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def memory(self) -> dict[str, int]:
-        """used_memory and used_memory_peak, in bytes."""
-        info = self.client.info("memory")
-        return {"used": int(info["used_memory"]), "peak": int(info["used_memory_peak"])}
-
-    def stop(self) -> None:
-        """Stop the server and remove its directory."""
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    """`devservices.wait_until`, naming `what` (the benchmark's spelling)."""
+    return wait_until(condition, timeout, interval, message=what)
 
 
 def start_sandbox(keys: dict[str, str], latency_ms: float, rate_limit: float | None) -> SandboxProcess:
@@ -166,7 +80,7 @@ class ServiceProcess:
 
 def worker_argv(concurrency: int, pool: str) -> list[str]:
     """The command a user runs to start a worker on both queues."""
-    return [sys.executable, "-m", "backfill", "worker", "--concurrency", str(concurrency), "--pool", pool]
+    return [sys.executable, "-m", "console", "worker", "--concurrency", str(concurrency), "--pool", pool]
 
 
 def producer_argv() -> list[str]:
@@ -193,6 +107,6 @@ def batch_worker_argv(concurrency: int, pool: str) -> list[str]:
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`growpanel-backfill ARGS`, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "backfill", *args], env={**os.environ, **env}, cwd=ROOT,
+        [sys.executable, "-m", "console", *args], env={**os.environ, **env}, cwd=ROOT,
         capture_output=True, text=True, timeout=timeout, check=False,
     )

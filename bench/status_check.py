@@ -2,7 +2,7 @@
 
 `status` is timed three ways: the command a user types (a new Python process: interpreter start,
 imports, settings, one connection, the queries), the same process for `--help` (everything but the
-queries), and `backfill.status.status_document` in-process (only the queries). Every statement
+queries), and `console.status.status_document` in-process (only the queries). Every statement
 `status_document` sends is captured and EXPLAINed (ANALYZE) to show the tables it touches.
 """
 
@@ -120,7 +120,7 @@ class StatusFigures:
 def import_times(env: dict[str, str], run_id: int, top: int = 8) -> list[tuple[int, str]]:
     """The modules whose import (with what they import) costs most in `status RUN` (µs, module)."""
     completed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "backfill", "status", str(run_id)],
+        [sys.executable, "-X", "importtime", "-m", "console", "status", str(run_id)],
         env={**__import__("os").environ, **env}, cwd=ROOT, capture_output=True, text=True, check=False,
     )
     rows = []
@@ -133,7 +133,7 @@ def import_times(env: dict[str, str], run_id: int, top: int = 8) -> list[tuple[i
 
 def measure_status(engine: Engine, env: dict[str, str], run_id: int, repeat: int = 7) -> StatusFigures:
     """Time `status RUN` (CLI and in-process) and EXPLAIN what it runs."""
-    from backfill.status import status_document
+    from console.status import status_document
 
     with engine.connect() as conn:
         audit_rows = int(conn.execute(text("SELECT count(*) FROM audit WHERE run_id = :r"), {"r": run_id}).scalar_one())
@@ -194,7 +194,7 @@ def audit_indexes(engine: Engine) -> list[tuple[str, str, int]]:
 
 def audit_readers(engine: Engine, run_id: int, data_source: str) -> list[IndexUse]:
     """EXPLAIN ANALYZE the audit queries of `errors`, the dependency skip and --only-changed, on this run."""
-    from backfill.status import iter_errors
+    from console.status import iter_errors
     from workers.decide import local_outcomes
 
     with engine.connect() as conn:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args(argv)
     scratch = tempfile.TemporaryDirectory(prefix="gpbench-")
-    source = Database("steps_source")
+    source = Database("steps_source", prefix="gpbench")
     try:
         seed_source(source.url, "src", SourceShape(args.rows * 4, args.rows * 40))
         mapping = Path(scratch.name) / "mapping.toml"

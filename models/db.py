@@ -5,7 +5,10 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from backfill.errors import ConfigError
+
+
+class DatabaseUrlError(ValueError):
+    """A state database URL that is malformed or not PostgreSQL (settings report it as a ConfigError)."""
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -13,10 +16,10 @@ def sqlalchemy_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except Exception:
-        raise ConfigError("DATABASE_URL is malformed") from None
+        raise DatabaseUrlError("DATABASE_URL is malformed") from None
     if parsed.drivername in {"postgresql", "postgres", "postgresql+psycopg"}:
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    raise DatabaseUrlError("DATABASE_URL must be a postgresql:// URL")
 
 
 def libpq_url(url: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from backfill.demo.seed import SeedShape, seed
+from demo.seed import SeedShape, seed
 from backfill.settings import load_settings
 from tests.integration.promise import check_promise
 from tests.support.services import Database, RedisServer, WebhookReceiver, wait_until

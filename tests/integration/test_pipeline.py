@@ -133,7 +133,7 @@ def test_invoices_stay_in_order_per_customer_across_batches(stack: Stack, sandbo
 
 
 def test_status_counts_add_up_to_the_source(stack: Stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:
-    from backfill.demo.seed import SeedShape, seed
+    from demo.seed import SeedShape, seed
 
     counts = seed(source_db.url, source_schema, SeedShape(customers=60, years=2, whales=1, whale_invoices=300))
     result = stack.cli("start", "--mapping", mapping_file(workdir, source_schema), "--wait", "--json")

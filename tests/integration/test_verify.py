@@ -14,10 +14,10 @@ import pytest
 
 from backfill.api import GrowPanelClient
 from backfill.settings import Settings
-from backfill.verify.errors import CheckIncomplete
-from backfill.verify.listing import ListingStats, listing_pages
-from backfill.verify.pacing import LocalPacer
-from backfill.verify.remote import RemoteApi
+from console.verify.errors import CheckIncomplete
+from console.verify.listing import ListingStats, listing_pages
+from console.verify.pacing import LocalPacer
+from console.verify.remote import RemoteApi
 from tests.integration.scenarios import CUSTOMERS, INVOICES, PLANS, invoice, ts
 from tests.support.services import Database, wait_until
 from tests.support.sources import build_source, execute, mapping_file
@@ -353,7 +353,7 @@ def _peak_rss_kb(stack: Stack, *args: str) -> tuple[int, CliResult]:
 
 @pytest.mark.slow
 def test_memory_stays_flat_on_a_source_ten_times_larger(stack: Stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:
-    from backfill.demo.seed import SeedShape, seed
+    from demo.seed import SeedShape, seed
 
     big_env = {"BATCH_SIZE": "500"}
     peaks = {}

@@ -33,7 +33,7 @@ def migrated_database(label: str) -> Database:
     """A fresh state database, migrated with the real `migrate` command."""
     db = Database(label)
     done = subprocess.run(
-        [sys.executable, "-m", "backfill", "migrate"],
+        [sys.executable, "-m", "console", "migrate"],
         env={**os.environ, "DATABASE_URL": db.url}, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:

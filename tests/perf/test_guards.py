@@ -48,7 +48,7 @@ def _produce_in_child(state: Database, source_url: str, mapping: str, data_sourc
 
 
 def test_producer_memory_does_not_grow_with_the_source(perf_state: Database, source_db: Database, source_schema: str, workdir: Path) -> None:
-    from backfill.demo.seed import SeedShape, seed
+    from demo.seed import SeedShape, seed
 
     # Given two sources, the second ten times the first (whales included), and batches small enough
     # that both fill the producer's buffers (a 2,000-row fetch, 20 batches per checkpoint): only
@@ -141,7 +141,7 @@ def test_status_does_not_read_the_audit_table(
     perf_state: Database, source_db: Database, source_schema: str, workdir: Path,
     sandbox_process: SandboxProcess, data_source: tuple[str, str], broker: str,
 ) -> None:
-    from backfill.status import iter_errors, status_document
+    from console.status import iter_errors, status_document
     from tests.integration.scenarios import CUSTOMERS, INVOICES, PLANS
 
     # Given a finished run with audit rows, some of them rejected

@@ -38,7 +38,7 @@ FAST = {
 
 def python_cli() -> list[str]:
     """The command line a user runs (`growpanel-backfill`), as this interpreter's module."""
-    return [sys.executable, "-m", "backfill"]
+    return [sys.executable, "-m", "console"]
 
 
 @dataclass
@@ -149,7 +149,7 @@ class Stack:
 
     def status(self, run_id: int) -> dict[str, Any]:
         """The run's `status --json` document (read in-process, as the CLI does)."""
-        from backfill.status import status_document
+        from console.status import status_document
 
         with self.engine.connect() as conn:
             return status_document(conn, run_id)

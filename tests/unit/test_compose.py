@@ -12,7 +12,7 @@ import click
 import pytest
 import yaml
 
-from backfill.cli import main
+from console.cli import main
 from backfill.settings import Settings
 from tests.support.services import PROJECT_ROOT
 
@@ -86,7 +86,7 @@ def test_the_broker_keeps_its_queues() -> None:
 
 def test_the_dockerfile_copies_every_package_and_runs_the_cli() -> None:
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    for package in ("backfill", "producers", "workers", "models", "migrations", "sandbox"):
+    for package in ("models", "backfill", "producers", "workers", "console", "demo", "migrations", "sandbox"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert 'ENTRYPOINT ["growpanel-backfill"]' in dockerfile
     for mounted in re.findall(r"\./([\w./-]+):", (PROJECT_ROOT / "docker-compose.yml").read_text()):

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from backfill.verify.instants import month_label, months_between, parse_instant
-from backfill.verify.mrr import CustomerHistory, Invoice, MonthTotals, Plan, monthly, round_half_away
+from console.verify.instants import month_label, months_between, parse_instant
+from console.verify.mrr import CustomerHistory, Invoice, MonthTotals, Plan, monthly, round_half_away
 
 
 def iso(day: str) -> str:

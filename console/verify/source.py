@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from backfill.verify.errors import CheckIncomplete
+from console.verify.errors import CheckIncomplete
 from producers.mapping import check_columns
 from producers.normalize import PayloadOptions, RowBuilder
 from producers.source import DUPS, FETCH_ROWS, SourceReadError

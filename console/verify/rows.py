@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from backfill.verify.compare import differences
-from backfill.verify.errors import CheckIncomplete
-from backfill.verify.report import EntityResult
-from backfill.verify.source import SourceRow
-from backfill.verify.spill import StateRow
+from console.verify.compare import differences
+from console.verify.errors import CheckIncomplete
+from console.verify.report import EntityResult
+from console.verify.source import SourceRow
+from console.verify.spill import StateRow
 
 
 def merge_entity(result: EntityResult, source: Iterator[SourceRow], state: Iterator[StateRow]) -> EntityResult:

@@ -14,8 +14,8 @@ import click
 import orjson
 import sqlalchemy.exc
 
-from backfill.cli import EXIT_CONFIG, fail
-from backfill.cli import context as ctx
+from console.cli import EXIT_CONFIG, fail
+from console.cli import context as ctx
 from backfill.errors import BackfillError, ConfigError
 
 EXIT_INCOMPLETE = 2
@@ -45,14 +45,14 @@ def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_e
     RUN defaults to the latest run of GROWPANEL_DATA_SOURCE_ID. Rows the run rejected are reported as
     expected-missing, not as differences.
     """
-    from backfill.verify.check import CheckOptions
+    from console.verify.check import CheckOptions
 
     options = CheckOptions(months=mrr, tolerance_percent=tolerance, max_examples=max_examples, page_size=page_size)
     report = _checked(lambda: _run(run_id, options))
     if as_json:
         click.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
-        from backfill.verify.report import text_lines
+        from console.verify.report import text_lines
 
         for line in text_lines(report):
             click.echo(line)
@@ -60,8 +60,8 @@ def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_e
 
 
 def _run(run_id: int | None, options: Any) -> Any:
-    from backfill.verify.check import run_check
-    from backfill.verify.target import resolve_target
+    from console.verify.check import run_check
+    from console.verify.target import resolve_target
 
     settings = ctx.settings("database_url", "source_database_url")
     engine = ctx.engine(settings)
@@ -83,7 +83,7 @@ def _attempt(work: Any) -> tuple[Any, str | None]:
     except BackfillError as exc:
         return None, str(exc)
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        from backfill.cli import _database_problem
+        from console.cli import _database_problem
 
         return None, _database_problem(exc)
     except psycopg.Error as exc:
@@ -106,8 +106,8 @@ def _checked(work: Any) -> Any:
 
 def verify_after_run(run_id: int) -> tuple[int, dict[str, Any]]:
     """`start --verify`: check the rows of a finished run, report on stderr; (exit status, JSON part)."""
-    from backfill.verify.check import CheckOptions
-    from backfill.verify.report import text_lines
+    from console.verify.check import CheckOptions
+    from console.verify.report import text_lines
 
     click.echo(f"verifying run {run_id} against GrowPanel...", err=True)
     report, reason = _attempt(lambda: _run(run_id, CheckOptions()))

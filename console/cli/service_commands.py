@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from backfill.cli import handles_errors
-from backfill.cli import context as ctx
+from console.cli import handles_errors
+from console.cli import context as ctx
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 

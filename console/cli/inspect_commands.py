@@ -7,8 +7,8 @@ import sys
 import click
 import orjson
 
-from backfill.cli import handles_errors
-from backfill.cli import context as ctx
+from console.cli import handles_errors
+from console.cli import context as ctx
 from models.states import STAGES
 
 
@@ -19,9 +19,9 @@ from models.states import STAGES
 @handles_errors
 def status(run_id: int | None, as_json: bool, watch: bool) -> None:
     """State of RUN (the latest if omitted) and, per stage, its row counts."""
-    from backfill.cli.run_commands import exit_code, wait_for_run
-    from backfill.progress import outcome_line
-    from backfill.status import latest_run_id, status_document
+    from console.cli.run_commands import exit_code, wait_for_run
+    from console.progress import outcome_line
+    from console.status import latest_run_id, status_document
 
     settings = ctx.settings("database_url")
     engine = ctx.engine(settings)
@@ -56,7 +56,7 @@ def status(run_id: int | None, as_json: bool, watch: bool) -> None:
 @handles_errors
 def errors(run_id: int, as_json: bool, as_csv: bool) -> None:
     """Every row of RUN whose outcome is error, invalid or skipped, with its message."""
-    from backfill.status import errors_csv, iter_errors
+    from console.status import errors_csv, iter_errors
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
@@ -92,7 +92,7 @@ def errors(run_id: int, as_json: bool, as_csv: bool) -> None:
 @handles_errors
 def runs(limit: int) -> None:
     """Recent runs, one line each."""
-    from backfill.status import runs_listing
+    from console.status import runs_listing
 
     settings = ctx.settings("database_url")
     with ctx.engine(settings).connect() as conn:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from backfill.verify.instants import parse_instant
+from console.verify.instants import parse_instant
 from producers.fields import DATE_FIELDS
 
 # The guide's documented defaults for optional fields.

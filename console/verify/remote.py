@@ -14,8 +14,8 @@ from typing import Any
 from backfill.api import GrowPanelClient, backoff_delay, json_body
 from backfill.errors import ApiError, AuthError, FatalApiError, RetriableApiError, ThrottledError
 from backfill.settings import Settings
-from backfill.verify.errors import CheckIncomplete
-from backfill.verify.pacing import Pacer
+from console.verify.errors import CheckIncomplete
+from console.verify.pacing import Pacer
 
 
 class RemoteApi:

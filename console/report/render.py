@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from backfill.batch_detail import excerpt
+from console.batch_detail import excerpt
 from models.states import STAGES
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -19,7 +19,7 @@ _COUNT_HEADS = ("inserted", "updated", "unchanged", "success", "unchanged locall
 
 
 def _resource(name: str) -> str:
-    return resources.files("backfill.report").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("console.report").joinpath(name).read_text(encoding="utf-8")
 
 
 def script_json(data: Any) -> str:

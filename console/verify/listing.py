@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from backfill.verify.errors import CheckIncomplete
-from backfill.verify.remote import RemoteApi
+from console.verify.errors import CheckIncomplete
+from console.verify.remote import RemoteApi
 
 PAGE_SIZE = 1000
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import psycopg
 
-from backfill.verify.errors import CheckIncomplete
-from backfill.verify.instants import Instant, Month, month_label, month_of, months_between, parse_instant
-from backfill.verify.mrr import CustomerHistory, Invoice, MonthTotals, Plan
-from backfill.verify.remote import RemoteApi
-from backfill.verify.report import MonthLine
-from backfill.verify.source import CUSTOMER_ORDER, source_rows
-from backfill.verify.target import Target
+from console.verify.errors import CheckIncomplete
+from console.verify.instants import Instant, Month, month_label, month_of, months_between, parse_instant
+from console.verify.mrr import CustomerHistory, Invoice, MonthTotals, Plan
+from console.verify.remote import RemoteApi
+from console.verify.report import MonthLine
+from console.verify.source import CUSTOMER_ORDER, source_rows
+from console.verify.target import Target
 
 
 @dataclass

@@ -9,14 +9,14 @@ from typing import Any
 import click
 import orjson
 
-from backfill.cli import handles_errors
-from backfill.cli import context as ctx
+from console.cli import handles_errors
+from console.cli import context as ctx
 from models.states import STAGES
 
 
 def _duration(context: click.Context, param: click.Parameter, value: str) -> timedelta:
     """`30d`, `12h`, `2w`, `90m`, `45s` -> timedelta, or a usage error naming the option."""
-    from backfill.prune import parse_duration
+    from console.prune import parse_duration
 
     try:
         return parse_duration(value)
@@ -40,7 +40,7 @@ def batch(run_id: int, seq: str, stage: str | None, pass_no: int | None, as_json
 
     SEQ is the batch number shown by `errors` and in logs: 12, or 12.01 for a half of a batch split after a 413.
     """
-    from backfill.batch_detail import batch_detail, detail_lines, parse_position
+    from console.batch_detail import batch_detail, detail_lines, parse_position
 
     try:
         position, part = parse_position(seq)
@@ -72,8 +72,8 @@ def prune(older_than: timedelta, dry_run: bool, as_json: bool, chunk_size: int) 
     every batch's counters stay, so `status RUN` and `runs` show the same counts. Running and paused runs
     are never touched.
     """
-    from backfill.prune import prune as prune_runs
-    from backfill.prune import report_lines
+    from console.prune import prune as prune_runs
+    from console.prune import report_lines
 
     settings = ctx.settings("database_url")
     engine = ctx.engine(settings)
@@ -99,7 +99,7 @@ def report(run_id: int, html_path: Path) -> None:
 
     The file embeds its styles, data and chart script: it opens offline, and can be mailed or archived.
     """
-    from backfill.report import write_report
+    from console.report import write_report
 
     settings = ctx.settings("database_url")
     size = write_report(ctx.engine(settings), run_id, html_path)

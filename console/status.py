@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from backfill.errors import RunStateError
+from backfill.store import stage_counts
 from models.states import STAGES
 
 LOCAL_UNCHANGED = "unchanged (skipped locally)"
@@ -27,29 +28,6 @@ def latest_run_id(conn: Connection) -> int:
     if run_id is None:
         raise RunStateError("there are no runs yet")
     return int(run_id)
-
-
-_COUNTERS = ("rows", "inserted", "updated", "unchanged", "success", "local", "error", "invalid", "skipped", "failed_batches")
-
-
-def stage_counts(conn: Connection, run_id: int) -> dict[str, dict[str, int]]:
-    """Per stage, the outcome counters summed over its batches (never over the audit table)."""
-    counts = {stage: dict.fromkeys(_COUNTERS, 0) for stage in STAGES}
-    rows = conn.execute(
-        text(
-            """
-            SELECT stage, sum(rows) AS rows, sum(n_inserted) AS inserted, sum(n_updated) AS updated,
-                   sum(n_unchanged) AS unchanged, sum(n_success) AS success, sum(n_local) AS local,
-                   sum(n_error) AS error, sum(n_invalid) AS invalid, sum(n_skipped) AS skipped,
-                   count(*) FILTER (WHERE state = 'failed') AS failed_batches
-            FROM batches WHERE run_id = :r GROUP BY stage
-            """
-        ),
-        {"r": run_id},
-    ).mappings()
-    for row in rows:
-        counts[row["stage"]] = {k: int(row[k] or 0) for k in _COUNTERS}
-    return counts
 
 
 def status_document(conn: Connection, run_id: int) -> dict[str, Any]:

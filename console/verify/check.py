@@ -9,15 +9,15 @@ import psycopg
 
 from backfill.api import GrowPanelClient
 from backfill.settings import Settings
-from backfill.verify.listing import PAGE_SIZE, ListingStats, listing_pages
-from backfill.verify.months import growpanel_months, month_lines, source_months
-from backfill.verify.pacing import make_pacer
-from backfill.verify.remote import RemoteApi
-from backfill.verify.report import EntityResult, VerifyReport
-from backfill.verify.rows import merge_entity
-from backfill.verify.source import source_rows
-from backfill.verify.spill import create_spill, spill, state_connection, state_rows
-from backfill.verify.target import Target
+from console.verify.listing import PAGE_SIZE, ListingStats, listing_pages
+from console.verify.months import growpanel_months, month_lines, source_months
+from console.verify.pacing import make_pacer
+from console.verify.remote import RemoteApi
+from console.verify.report import EntityResult, VerifyReport
+from console.verify.rows import merge_entity
+from console.verify.source import source_rows
+from console.verify.spill import create_spill, spill, state_connection, state_rows
+from console.verify.target import Target
 from models.states import STAGES
 from producers.source import fingerprint, source_connection
 

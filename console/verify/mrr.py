@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from backfill.verify.instants import Instant, Month, month_of, month_start, months_between, next_month, parse_instant
+from console.verify.instants import Instant, Month, month_of, month_start, months_between, next_month, parse_instant
 
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
 # Section 1: the monthly factor of each billing frequency, before dividing by the count.

@@ -8,7 +8,7 @@ import orjson
 from sqlalchemy import Engine, text
 
 from backfill.audit import counters, write_outcomes
-from backfill.reasons import Reason, group_reasons
+from console.reasons import Reason, group_reasons
 from models.states import STAGES
 from producers.produce import ProducerContext, produce_run
 from workers.decide import local_outcomes

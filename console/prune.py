@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from backfill.status import FINAL_RUN_STATES
+from console.status import FINAL_RUN_STATES
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

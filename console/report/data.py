@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from backfill.reasons import group_reasons
-from backfill.status import status_document
+from console.reasons import group_reasons
+from console.status import status_document
 
 # Bucket widths for the throughput chart, in seconds: the smallest that gives at most MAX_BUCKETS
 # (a short test run still shows its shape; a week-long backfill gets hours).

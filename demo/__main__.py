@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from backfill.demo.seed import SeedShape, seed
+from demo.seed import SeedShape, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".demo"
@@ -66,7 +66,7 @@ def free_port(preferred: int) -> int:
 
 def cli(*args: str) -> list[str]:
     """argv for `growpanel-backfill ARGS` in this environment."""
-    return [sys.executable, "-m", "backfill", *args]
+    return [sys.executable, "-m", "console", *args]
 
 
 def wait_for(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -81,20 +81,20 @@ def handles_errors(func: F) -> F:
 
 # Commands are imported when used: `status` should not pay for the sandbox's web server or Celery.
 _COMMANDS = {
-    "migrate": "backfill.cli.service_commands:migrate",
-    "worker": "backfill.cli.service_commands:worker",
-    "flower": "backfill.cli.service_commands:flower",
-    "start": "backfill.cli.run_commands:start",
-    "resume": "backfill.cli.run_commands:resume",
-    "cancel": "backfill.cli.run_commands:cancel",
-    "retry": "backfill.cli.run_commands:retry",
-    "status": "backfill.cli.inspect_commands:status",
-    "errors": "backfill.cli.inspect_commands:errors",
-    "runs": "backfill.cli.inspect_commands:runs",
-    "batch": "backfill.cli.ops_commands:batch",
-    "prune": "backfill.cli.ops_commands:prune",
-    "report": "backfill.cli.ops_commands:report",
-    "verify": "backfill.cli.verify_commands:verify",
+    "migrate": "console.cli.service_commands:migrate",
+    "worker": "console.cli.service_commands:worker",
+    "flower": "console.cli.service_commands:flower",
+    "start": "console.cli.run_commands:start",
+    "resume": "console.cli.run_commands:resume",
+    "cancel": "console.cli.run_commands:cancel",
+    "retry": "console.cli.run_commands:retry",
+    "status": "console.cli.inspect_commands:status",
+    "errors": "console.cli.inspect_commands:errors",
+    "runs": "console.cli.inspect_commands:runs",
+    "batch": "console.cli.ops_commands:batch",
+    "prune": "console.cli.ops_commands:prune",
+    "report": "console.cli.ops_commands:report",
+    "verify": "console.cli.verify_commands:verify",
     "sandbox": "sandbox.cli:sandbox_command",
 }
 
@@ -110,7 +110,14 @@ class _LazyGroup(click.Group):
         if target is None:
             return None
         module, _, attr = target.partition(":")
-        command: click.Command = getattr(importlib.import_module(module), attr)
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # The sandbox's web server is an optional extra: say how to get it instead of a traceback.
+            if cmd_name == "sandbox" and exc.name in {"starlette", "uvicorn"}:
+                fail("the sandbox needs its extra: pip install 'growpanel-backfill[sandbox]'", EXIT_CONFIG)
+            raise
+        command: click.Command = getattr(loaded, attr)
         return command
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import click
 import orjson
 
-from backfill.cli import EXIT_CONFIG, STARTED_AT, fail, handles_errors
-from backfill.cli import context as ctx
+from console.cli import EXIT_CONFIG, STARTED_AT, fail, handles_errors
+from console.cli import context as ctx
 from backfill.errors import RunStateError
 
 EXIT_BY_STATE = {"succeeded": 0, "completed_with_errors": 1}
@@ -22,7 +22,7 @@ def exit_code(state: str) -> int:
 
 
 def _status_fetcher(engine: Any, run_id: int) -> Any:
-    from backfill.status import status_document
+    from console.status import status_document
 
     def fetch() -> dict[str, Any]:
         with engine.connect() as conn:
@@ -33,7 +33,7 @@ def _status_fetcher(engine: Any, run_id: int) -> Any:
 
 def wait_for_run(engine: Any, run_id: int, as_json: bool) -> dict[str, Any]:
     """Show progress on standard error until the run ends (or pauses); print JSON if asked."""
-    from backfill.progress import watch
+    from console.progress import watch
 
     doc = watch(_status_fetcher(engine, run_id))
     if doc["state"] == "paused" and doc.get("paused_reason"):
@@ -179,7 +179,7 @@ def start(
         doc["growpanel_processing"] = progress
     code = exit_code(doc["state"])
     if verify_rows and doc["state"] in ("succeeded", "completed_with_errors"):
-        from backfill.cli.verify_commands import verify_after_run
+        from console.cli.verify_commands import verify_after_run
 
         verify_code, doc["verify"] = verify_after_run(run_id)
         code = max(code, verify_code)
@@ -196,9 +196,9 @@ def reset_data_source_now(settings: Any) -> None:
 
 
 def _dry_run(settings: Any, engine: Any, options: Any, as_json: bool) -> None:
-    from backfill.dryrun import run_dry, summary_lines, top_reasons
+    from console.dryrun import run_dry, summary_lines, top_reasons
     from backfill.runs import create_run
-    from backfill.status import status_document
+    from console.status import status_document
     from producers.normalize import PayloadOptions
     from producers.produce import ProducerContext
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from backfill.report.data import report_data
-from backfill.report.render import render_html
+from console.report.data import report_data
+from console.report.render import render_html
 
 
 def write_report(engine: Engine, run_id: int, path: Path) -> int:

@@ -1,0 +1,1 @@
+"""The command line and what operators read: status, progress, reasons, one batch, prune, dry run, report, verify."""
