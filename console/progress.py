@@ -13,7 +13,10 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
+from console.status import outcome_line
 from models.states import STAGES
+
+__all__ = ["outcome_line", "watch"]
 
 FINAL_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled", "paused")
 
@@ -44,19 +47,6 @@ def _eta(left: int, rate: float) -> str:
         return "--:--:--"
     seconds = int(left / rate)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def outcome_line(doc: dict[str, Any]) -> str:
-    """One line of outcome counts over all stages."""
-    totals: dict[str, int] = {}
-    for stage in STAGES:
-        s = doc["stages"][stage]
-        for key, value in s["by_status"].items():
-            totals[key] = totals.get(key, 0) + value
-        for key in ("error", "invalid", "skipped", "pending"):
-            totals[key] = totals.get(key, 0) + s[key]
-    parts = [f"{k} {v}" for k, v in totals.items() if v]
-    return f"run {doc['run_id']} {doc['state']}: " + (", ".join(parts) if parts else "no rows yet")
 
 
 def watch(fetch: Callable[[], dict[str, Any]], interval: float = 0.25, stream: TextIO | None = None, until_final: bool = True) -> dict[str, Any]:

@@ -1,15 +1,23 @@
-"""Commands that read runs: status, errors, runs."""
+"""Commands that read runs: status, errors, runs.
+
+They read through `context.reader()` (libpq, no SQLAlchemy, no pydantic) so that they answer within
+150 ms on a big run; `status --watch` is the exception (it polls through SQLAlchemy for minutes).
+"""
 
 from __future__ import annotations
 
 import sys
 
 import click
-import orjson
 
 from console.cli import handles_errors
 from console.cli import context as ctx
-from models.states import STAGES
+
+
+def _json(doc: object) -> str:
+    import orjson
+
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
 
 
 @click.command()
@@ -19,54 +27,40 @@ from models.states import STAGES
 @handles_errors
 def status(run_id: int | None, as_json: bool, watch: bool) -> None:
     """State of RUN (the latest if omitted) and, per stage, its row counts."""
-    from console.cli.run_commands import exit_code, wait_for_run
-    from console.progress import outcome_line
-    from console.status import latest_run_id, status_document
+    from console.status import latest_run_id, status_document, status_lines
 
-    settings = ctx.settings("database_url")
-    engine = ctx.engine(settings)
-    with engine.connect() as conn:
+    with ctx.reader() as conn:
         run_id = run_id if run_id is not None else latest_run_id(conn)
         doc = status_document(conn, run_id)
     if watch:
-        doc = wait_for_run(engine, run_id, as_json)
+        from console.cli.run_commands import exit_code, wait_for_run
+
+        doc = wait_for_run(ctx.engine(ctx.settings("database_url")), run_id, as_json)
         sys.exit(exit_code(doc["state"]))
     if as_json:
-        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        click.echo(_json(doc))
         return
-    flags = " (dry run)" if doc["dry_run"] else ""
-    click.echo(f"run {doc['run_id']}{flags}: {doc['state']}  data source {doc['data_source']}  pass {doc['pass']}")
-    click.echo(f"started {doc['started_at']}  finished {doc['finished_at'] or '-'}")
-    if doc["paused_reason"]:
-        click.echo(f"reason: {doc['paused_reason']}")
-    click.echo(f"{'stage':<10} {'state':<8} {'rows':>10} {'accepted':>10} {'error':>8} {'invalid':>8} {'skipped':>8} {'pending':>10}")
-    for stage in STAGES:
-        s = doc["stages"][stage]
-        click.echo(
-            f"{stage:<10} {s['state']:<8} {s['rows']:>10} {s['accepted']:>10} {s['error']:>8} {s['invalid']:>8} "
-            f"{s['skipped']:>8} {s['pending']:>10}"
-        )
-    click.echo(outcome_line(doc))
+    for line in status_lines(doc):
+        click.echo(line)
 
 
 @click.command()
 @click.argument("run_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of {entity, id, outcome, message, batch}.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line; cells starting with = + - @ get a leading '.")
 @handles_errors
 def errors(run_id: int, as_json: bool, as_csv: bool) -> None:
-    """Every row of RUN whose outcome is error, invalid or skipped, with its message."""
-    from console.status import errors_csv, iter_errors
+    """Every row of RUN whose outcome is error, invalid or skipped, with its message.
+
+    Control characters in ids and messages are shown as escapes (\\x1b); --json keeps them exact.
+    """
+    from console.status import error_line, errors_csv, iter_errors, pruned_at
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    settings = ctx.settings("database_url")
-    engine = ctx.engine(settings)
     out = sys.stdout
-    with engine.connect() as conn:
-        from sqlalchemy import text
-
-        pruned = conn.execute(text("SELECT pruned_at FROM runs WHERE id = :r"), {"r": run_id}).scalar()
+    with ctx.reader() as conn:
+        pruned = pruned_at(conn, run_id)
         if pruned is not None:
             click.echo(f"run {run_id} was pruned at {pruned:%Y-%m-%d %H:%M}: its per-row outcomes are gone", err=True)
         rows = iter_errors(conn, run_id)
@@ -74,6 +68,8 @@ def errors(run_id: int, as_json: bool, as_csv: bool) -> None:
             for line in errors_csv(rows):
                 out.write(line)
         elif as_json:
+            import orjson
+
             # Streamed as a JSON array, so a million rejected rows never sit in memory.
             out.write("[")
             for n, row in enumerate(rows):
@@ -83,7 +79,7 @@ def errors(run_id: int, as_json: bool, as_csv: bool) -> None:
             count = 0
             for row in rows:
                 count += 1
-                out.write(f"{row['entity']:<10} {row['id']:<24} {row['outcome']:<8} batch {row['batch'] or '-':<6} {row['message']}\n")
+                out.write(error_line(row))
             click.echo(f"{count} rows rejected in run {run_id}", err=True)
 
 
@@ -92,10 +88,10 @@ def errors(run_id: int, as_json: bool, as_csv: bool) -> None:
 @handles_errors
 def runs(limit: int) -> None:
     """Recent runs, one line each."""
+    from console.safe_text import visible
     from console.status import runs_listing
 
-    settings = ctx.settings("database_url")
-    with ctx.engine(settings).connect() as conn:
+    with ctx.reader() as conn:
         listing = runs_listing(conn, limit)
     if not listing:
         click.echo("no runs yet")
@@ -104,7 +100,7 @@ def runs(limit: int) -> None:
         started = r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "-"
         dry = " dry" if r["dry_run"] else ""
         click.echo(
-            f"{r['id']:>6}  {r['state']:<22} {r['data_source']:<20} started {started}  rows {r['rows']:>9}  "
+            f"{r['id']:>6}  {r['state']:<22} {visible(r['data_source']):<20} started {started}  rows {r['rows']:>9}  "
             f"rejected {r['rejected']:>7}  pass {r['pass_no']}{dry}"
         )
 

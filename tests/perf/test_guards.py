@@ -2,7 +2,9 @@
 
 - the producer's memory does not grow with the source (a scaled-down version of "flat memory");
 - the statements one batch sends to PostgreSQL do not grow with the batch size;
-- `status` does not read the audit table.
+- `status` does not read the audit table;
+- `status`, `errors` and `runs` import neither SQLAlchemy nor pydantic nor psycopg (issue 13: 150 ms on a
+  big run, of which those imports alone would take ~450 ms on the 2-core machine of BENCHMARKS.md).
 
 The figures themselves (rows/s, µs per row, peaks at 1,000,000 invoices) are in BENCHMARKS.md,
 measured by `python -m bench.run`; these guards only catch the regressions that change their order.
@@ -16,6 +18,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -189,6 +192,36 @@ def test_status_does_not_read_the_audit_table(
     # while reading the rejected rows (as `errors` does) is seen by the same probe.
     assert [r["id"] for r in rejected] == ["c_bad"]
     assert errors_scans > 0
+    # And the commands a user types answer from the same run without loading the heavy libraries.
+    for args, shows in ((["status", str(run_id)], "customers"), (["errors", str(run_id)], "c_bad"), (["errors", str(run_id), "--csv"], "c_bad"), (["runs"], str(run_id))):
+        loaded = _modules_loaded_by(perf_state.url, args)
+        assert shows in loaded.stdout, (args, loaded.stdout, loaded.stderr)
+        heavy = sorted(HEAVY & loaded.top_level)
+        assert not heavy, f"`{' '.join(args)}` imported {heavy}"
+
+
+# What `status`/`errors`/`runs` must never import: each costs 100-200 ms to load.
+HEAVY = {"sqlalchemy", "pydantic", "pydantic_core", "pydantic_settings", "psycopg", "psycopg_binary", "celery", "kombu", "rich", "httpx"}
+
+
+@dataclass
+class _Loaded:
+    stdout: str
+    stderr: str
+    top_level: set[str]
+
+
+def _modules_loaded_by(database_url: str, args: list[str]) -> _Loaded:
+    """Run `growpanel-backfill ARGS` with `-X importtime` and collect the top-level packages it imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "console", *args],
+        env={**os.environ, "DATABASE_URL": database_url}, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    names = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", done.stderr, re.MULTILINE)}
+    assert "console" in names, "importtime printed nothing"
+    messages = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("import time:"))
+    return _Loaded(done.stdout, messages, names)
 
 
 def _audit_scans(conn: object) -> int:
