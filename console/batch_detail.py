@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import Connection, text
 
 from backfill.errors import RunStateError
+from console.safe_text import visible
 from models.states import STAGES
 
 _POSITION = re.compile(r"^(\d+)(?:\.([01]+))?$")
@@ -207,10 +208,10 @@ def _attempts(conn: Connection, batch_id: int) -> list[dict[str, Any]]:
 
 
 def excerpt(body: str | None, limit: int = BODY_EXCERPT) -> str:
-    """A response body on one line, cut to `limit` characters."""
+    """A response body on one line, cut to `limit` characters, control characters shown as escapes."""
     if not body:
         return ""
-    flat = " ".join(body.split())
+    flat = visible(" ".join(body.split()))
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
@@ -225,7 +226,7 @@ def detail_lines(doc: dict[str, Any]) -> list[str]:
     if doc["finished_at"]:
         lines.append(f"first try {doc['first_try_at'] or '-'}  finished {doc['finished_at']}")
     if doc["last_error"]:
-        lines.append(f"last error: {doc['last_error']}")
+        lines.append(f"last error: {visible(doc['last_error'])}")
     if doc["halves"]:
         lines.append("split after HTTP 413 into " + ", ".join(f"{h['batch']} ({h['state']}, {h['rows']} rows)" for h in doc["halves"]))
     if doc["pruned_at"] and doc["row_outcomes"] is None:
@@ -241,7 +242,7 @@ def detail_lines(doc: dict[str, Any]) -> list[str]:
         latency = f"{a['latency_ms']:.0f} ms" if a["latency_ms"] is not None else "-"
         lines.append(f"  #{a['n']} {a['started_at']}  HTTP {status}  {latency:>9}  {a['rows_sent']} rows sent")
         if a["error"]:
-            lines.append(f"     error: {a['error']}")
+            lines.append(f"     error: {visible(a['error'])}")
         if a["response_body"]:
             lines.append(f"     body: {excerpt(a['response_body'])}")
     rows = doc["row_outcomes"] or []
@@ -253,5 +254,5 @@ def detail_lines(doc: dict[str, Any]) -> list[str]:
         elif r.get("later"):
             where = f"  (pass {r['later']['pass']}, batch {r['later']['batch']}: {r['later']['outcome']})"
         sent = "sent" if r["sent"] else ("local" if r["sent"] is False else "-")
-        lines.append(f"  {r['id']:<24} {r['outcome'] or 'pending':<9} {sent:<5} {r['message'] or ''}{where}")
+        lines.append(f"  {visible(r['id']):<24} {r['outcome'] or 'pending':<9} {sent:<5} {visible(r['message'])}{where}")
     return lines

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from html import escape
+from html import escape as _html_escape
 from importlib import resources
 from typing import Any
 
 import orjson
 
 from console.batch_detail import excerpt
+from console.safe_text import visible
 from models.states import STAGES
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _COUNTS = ("inserted", "updated", "unchanged", "success", "unchanged (skipped locally)")
 _COUNT_HEADS = ("inserted", "updated", "unchanged", "success", "unchanged locally")
+
+
+def escape(value: Any) -> str:
+    """Text for HTML: control characters shown as escapes (`visible`), then `<`, `>`, `&` and quotes escaped."""
+    return _html_escape(visible(value))
 
 
 def _resource(name: str) -> str:
