@@ -25,6 +25,7 @@ from bench.services import (
     RedisServer,
     ServiceProcess,
     batch_worker_argv,
+    inspect_headers,
     producer_argv,
     run_cli,
     start_sandbox,
@@ -265,7 +266,7 @@ class Deployment:
 
     def requests(self, data_source: str) -> list[dict[str, Any]]:
         """The sandbox's request log for one data source (oldest first)."""
-        response = httpx.get(f"{self.sandbox.url}/_sandbox/requests", timeout=60)
+        response = httpx.get(f"{self.sandbox.url}/_sandbox/requests", headers=inspect_headers(self.sandbox), timeout=60)
         response.raise_for_status()
         return [r for r in response.json()["requests"] if r.get("data_source") == data_source]
 

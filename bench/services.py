@@ -7,6 +7,7 @@ benchmark never touches the shared Redis on 6379 or anybody else's database.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 from devservices import Database, RedisServer, free_port, wait_until
 from sandbox.testing import SandboxProcess
 
-__all__ = ["Database", "RedisServer", "free_port", "wait_for", "start_sandbox", "ServiceProcess", "run_cli"]
+__all__ = ["Database", "RedisServer", "free_port", "wait_for", "start_sandbox", "inspect_headers", "ServiceProcess", "run_cli"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,14 +29,28 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
     return wait_until(condition, timeout, interval, message=what)
 
 
+# The header the sandbox's /_sandbox/ routes require, with the token its process was given.
+INSPECT_HEADER = "X-Sandbox-Token"
+
+
 def start_sandbox(keys: dict[str, str], latency_ms: float, rate_limit: float | None) -> SandboxProcess:
-    """The sandbox in its own process: digest store, inspection on (the request log), quiet logs."""
+    """The sandbox in its own process: digest store, inspection on (the request log), quiet logs.
+
+    Its inspection token is random per run, given in SANDBOX_INSPECT_TOKEN (SandboxProcess passes
+    `inspect_token` by environment, never on the command line); `inspect_headers` sends it back.
+    """
     args = ["--store", "digest", "--inspect", "--log-level", "warning", "--progress-delay", "0.1", "--latency-ms", f"{latency_ms:g}"]
     if rate_limit:
         args += ["--rate-limit", f"{rate_limit:g}"]
     process = SandboxProcess(keys, *args)
+    process.inspect_token = secrets.token_urlsafe(24)
     process.start()
     return process
+
+
+def inspect_headers(process: SandboxProcess) -> dict[str, str]:
+    """The header a /_sandbox/ request to `process` needs."""
+    return {INSPECT_HEADER: process.inspect_token}
 
 
 class ServiceProcess:

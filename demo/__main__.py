@@ -6,6 +6,7 @@ Everything it starts (sandbox, worker, Flower) is stopped at the end, whatever h
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from psycopg import sql
 
 from demo.seed import SeedShape, seed
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"
 SOURCE_DB, STATE_DB = "growpanel_demo_source", "growpanel_demo_state"
 DATA_SOURCE, KEY = "ds_demo", "demo-key"
@@ -99,11 +100,16 @@ def main() -> int:
         "BATCH_SIZE": "250",
         "FLOWER_BASIC_AUTH": "demo:demo",
     }
+    # The sandbox's /_sandbox/ routes answer only requests with this token (header X-Sandbox-Token);
+    # random per run, and given by environment: a command line is readable by every user of the machine.
+    inspect_token = secrets.token_urlsafe(24)
     started: list[subprocess.Popen[bytes]] = []
 
-    def spawn(args: list[str], log: str) -> subprocess.Popen[bytes]:
+    def spawn(args: list[str], log: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         handle = (WORK / log).open("wb")
-        process = subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            args, env={**env, **(extra_env or {})}, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
         started.append(process)
         return process
 
@@ -111,7 +117,11 @@ def main() -> int:
         say("migrating the state database")
         subprocess.run(cli("migrate"), env=env, check=True)
         say(f"starting the sandbox (http://127.0.0.1:{sandbox_port}), a worker and Flower (http://127.0.0.1:{flower_port})")
-        spawn(cli("sandbox", "--port", str(sandbox_port), "--key", f"{KEY}={DATA_SOURCE}", "--inspect"), "sandbox.log")
+        spawn(
+            cli("sandbox", "--port", str(sandbox_port), "--key", f"{KEY}={DATA_SOURCE}", "--inspect"),
+            "sandbox.log",
+            {"SANDBOX_INSPECT_TOKEN": inspect_token},
+        )
         spawn(cli("worker", "--concurrency", "8"), "worker.log")
         spawn(cli("flower", "--port", str(flower_port)), "flower.log")
         wait_for(lambda: "sandbox listening on" in (WORK / "sandbox.log").read_text(errors="replace"), 30, "the sandbox")
@@ -141,6 +151,7 @@ def main() -> int:
     Every rejected row and why:   .venv/bin/growpanel-backfill errors {run_id}
     A report to open in a browser: {report}
     Flower was at http://127.0.0.1:{flower_port} (stopped now; `.venv/bin/growpanel-backfill flower` starts it)
+    The sandbox's ledger was at http://127.0.0.1:{sandbox_port}/_sandbox/ledger (header X-Sandbox-Token: {inspect_token})
     Logs of the sandbox, worker and Flower: {WORK}/
     Settings used (export them to run the other commands against the demo):
       export DATABASE_URL='{state_url}' SOURCE_DATABASE_URL='{source_url}' GROWPANEL_DATA_SOURCE_ID={DATA_SOURCE}""",
