@@ -180,7 +180,9 @@ def _status_and_first(deployment: Deployment, result: RunResult) -> Outcome:
     """Scenarios 5 and 6 on the large run."""
     out = Outcome()
     status = measure_status(deployment.engine, deployment.env, result.run_id)
-    out.checks.append(("status CLI answers in < 100 ms", status.cli_ms < 100, f"{status.cli_ms:.0f} ms"))
+    # Issue 13: both commands within 150 ms on a run of 1,000,000 audit rows.
+    out.checks.append(("status CLI answers in <= 150 ms", status.cli_ms <= 150, f"{status.cli_ms:.0f} ms"))
+    out.checks.append(("errors CLI answers in <= 150 ms", status.errors_ms <= 150, f"{status.errors_ms:.0f} ms ({status.rejected:,} rows)"))
     out.checks.append(
         ("status_document (the queries) answers in < 100 ms", status.in_process_ms < 100, f"{status.in_process_ms:.1f} ms")
     )
@@ -188,6 +190,7 @@ def _status_and_first(deployment: Deployment, result: RunResult) -> Outcome:
     lines = [
         f"status on run {result.run_id}: {status.audit_rows:,} audit rows in {status.batches:,} batches",
         f"  `growpanel-backfill status RUN`: median {status.cli_ms:.0f} ms (--json {status.cli_json_ms:.0f} ms); "
+        f"`errors RUN` ({status.rejected:,} rejected rows): {status.errors_ms:.0f} ms (--csv {status.errors_csv_ms:.0f} ms); "
         f"`growpanel-backfill --help`: {status.help_ms:.0f} ms; `python -c pass`: {status.python_ms:.0f} ms; "
         f"status_document in-process: {status.in_process_ms:.1f} ms",
         "  statements of status_document (EXPLAIN ANALYZE):",

@@ -180,11 +180,14 @@ class LibpqConnection:
         names = [lib.PQfname(result, f).decode() for f in fields]
         convert = [_CONVERT.get(lib.PQftype(result, f), str) for f in fields]
         getvalue, isnull = lib.PQgetvalue, lib.PQgetisnull
+        columns = list(zip(fields, names, convert))
         rows = []
         for r in range(lib.PQntuples(result)):
             row = {}
-            for f in fields:
-                row[names[f]] = None if isnull(result, r, f) else convert[f](getvalue(result, r, f).decode())
+            for f, name, conv in columns:
+                value = getvalue(result, r, f)
+                # NULL reads as "": only then is the second call needed.
+                row[name] = None if not value and isnull(result, r, f) else conv(value.decode())
             rows.append(row)
         return rows
 
