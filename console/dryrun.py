@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 
 from backfill.audit import counters, write_outcomes
 from console.reasons import Reason, group_reasons
+from console.safe_text import visible
 from models.states import STAGES
 from producers.produce import ProducerContext, produce_run
 from workers.decide import local_outcomes
@@ -87,7 +88,7 @@ def top_reasons(engine: Engine, run_id: int, limit: int = 5) -> dict[str, list[R
 
 def summary_lines(status: dict[str, Any], reasons: dict[str, list[Reason]]) -> list[str]:
     """The human report of a dry run."""
-    lines = [f"Dry run {status['run_id']} for data source {status['data_source']}: nothing was sent."]
+    lines = [f"Dry run {status['run_id']} for data source {visible(status['data_source'])}: nothing was sent."]
     for stage in STAGES:
         s = status["stages"][stage]
         lines.append(
@@ -95,5 +96,6 @@ def summary_lines(status: dict[str, Any], reasons: dict[str, list[Reason]]) -> l
             + (f", {s['by_status']['unchanged (skipped locally)']} unchanged" if s["by_status"]["unchanged (skipped locally)"] else "")
         )
         for reason in reasons[stage]:
-            lines.append(f"  {reason.count:>7} {reason.outcome}: {reason.reason}  (e.g. {', '.join(reason.examples)})")
+            examples = ", ".join(visible(e) for e in reason.examples)
+            lines.append(f"  {reason.count:>7} {reason.outcome}: {visible(reason.reason)}  (e.g. {examples})")
     return lines

@@ -38,7 +38,13 @@ def _no_raw_controls(text: str) -> None:
 def test_hostile_ids_are_shown_escaped_and_csv_cells_are_not_formulas(stack: Stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:
     # Given a backfill whose source ids carry terminal escapes and spreadsheet formulas
     build_source(source_db.url, source_schema, PLANS, CUSTOMERS, INVOICES)
-    run = stack.cli("start", "--mapping", mapping_file(workdir, source_schema), "--wait", "--json")
+    mapping = mapping_file(workdir, source_schema)
+    # A dry run's summary names example ids of each reason: escaped too.
+    dry = stack.cli("start", "--mapping", mapping, "--dry-run")
+    assert dry.code == 0, dry.stderr
+    _no_raw_controls(dry.stdout + dry.stderr)
+    assert "c\\x1b[31mbad" in dry.stdout
+    run = stack.cli("start", "--mapping", mapping, "--wait", "--json")
     assert run.code == 1, run.stderr
     run_id = str(run.json()["run_id"])
     rejected = {(e, i): r["outcome"] for (e, i), r in stack.audit(int(run_id)).items() if r["outcome"] != "inserted"}
