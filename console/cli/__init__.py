@@ -27,11 +27,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CONFIG = 3
 EXIT_STATE = 4
+# The keys of the settings this command built (console.cli.context.settings adds them): `fail` redacts them.
+SECRETS: list[str] = []
 
 
 def fail(message: str, code: int) -> None:
-    """One line on standard error, then exit with `code`."""
-    click.echo(f"growpanel-backfill: {message}", err=True)
+    """One line on standard error (keys and database passwords redacted), then exit with `code`."""
+    from backfill.api.redact import redact
+
+    click.echo(f"growpanel-backfill: {redact(message, SECRETS)}", err=True)
     sys.exit(code)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+import console.cli as cli
 from backfill.errors import ConfigError
 from backfill.settings import Settings, load_settings
 from models.db import make_engine
@@ -14,6 +15,7 @@ from models.db import make_engine
 def settings(*required: str) -> Settings:
     """Settings from the environment and `.env`, with the variables this command cannot do without."""
     result = load_settings()
+    cli.SECRETS[:] = result.secrets()
     result.require(*required)
     return result
 
