@@ -66,17 +66,22 @@ def _redact_secret(text: str, secret: str) -> str:
 @functools.lru_cache(maxsize=64)
 def encodings(secret: str) -> tuple[str, ...]:
     """Every form of `secret` we look for, longest first (so a longer form is replaced whole)."""
-    forms: set[str] = {secret, f"Bearer {secret}"}
+    # `Bearer KEY` needs no form of its own: the raw key inside it is replaced, `Bearer` is kept.
+    forms: set[str] = {secret}
     raw = secret.encode()
-    forms.add(orjson.dumps(secret).decode()[1:-1])
+    escaped = orjson.dumps(secret).decode()[1:-1]
+    forms.add(escaped)
     forms.add(_ascii_json(secret))
+    # JSON inside JSON (an error body quoting the request): escaped twice.
+    forms.add(orjson.dumps(escaped).decode()[1:-1])
     forms.update(_percent_forms(secret))
     for plain in (raw, f"Bearer {secret}".encode()):
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             full = encode(plain).decode()
             forms.add(full)
             forms.add(full.rstrip("="))
-    forms.update(_embedded_base64(raw))
+    for text in {secret, escaped}:
+        forms.update(_embedded_base64(text.encode()))
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 

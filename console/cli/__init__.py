@@ -74,6 +74,9 @@ def handles_errors(func: F) -> F:
             fail("interrupted (a started run goes on in the workers)", 130)
         except Exception as exc:
             sa_exc = sys.modules.get("sqlalchemy.exc")
+            db = sys.modules.get("models.db")
+            if db is not None and isinstance(exc, db.DatabaseUrlError):
+                fail(str(exc), EXIT_CONFIG)
             if sa_exc is not None and isinstance(exc, sa_exc.ArgumentError):
                 fail(f"DATABASE_URL is malformed: {exc}", EXIT_CONFIG)
             if _is_database_error(exc):
