@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.bodies import parse_rows
+from sandbox.bodies import parse_rows, read_body
 from sandbox.errors import ApiError
 from sandbox.gate import admit, lose_if_planned
 from sandbox.ingest import ingest
@@ -36,9 +36,7 @@ def _upsert_endpoint(state: SandboxState, kind: str) -> Endpoint:
 
     async def upsert(request: Request) -> Response:
         admission = await admit(state, request)
-        body = await request.body()
-        if len(body) > state.config.max_body_bytes:
-            raise ApiError(413, f"Request body exceeds {state.config.max_body_bytes} bytes")
+        body = await read_body(request, state.config.max_body_bytes)
         rows = parse_rows(body, state.max_batch)
         admission.info["rows"] = len(rows)
         per_row = admission.plan.per_row_s

@@ -90,7 +90,7 @@ def test_bad_key_from_a_real_process() -> None:
 
 
 def test_a_key_is_required() -> None:
-    result = CliRunner().invoke(sandbox_command, ["--port", "0"])
+    result = CliRunner(env={"SANDBOX_KEYS": None}).invoke(sandbox_command, ["--port", "0"])
     assert result.exit_code == 2 and "--key" in result.output
 
 
@@ -114,6 +114,12 @@ def test_help_lists_the_flags() -> None:
         "--throttle-retry-after",
         "--fault-path",
         "--seed",
+        "--inspect-token",
+        "SANDBOX_INSPECT_TOKEN",
+        "SANDBOX_KEYS",
+        "--wire",
+        "--mrr-unit",
+        "--listing-offset",
     ):
         assert flag in result.output
 
