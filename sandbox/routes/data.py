@@ -19,7 +19,8 @@ from sandbox.store import KINDS
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+MAX_LIMIT = 10_000
+"""Largest `limit` of a listing: big enough to read a whole test data source in one request."""
 
 
 def routes(state: SandboxState) -> list[BaseRoute]:
@@ -64,6 +65,9 @@ def _listing_endpoint(state: SandboxState, kind: str) -> Endpoint:
         limit = _int_param(query.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int_param(query.get("offset"), "offset", 0, 0, None)
         after = query.get("after")
+        if state.wire.listing_offset == "ignore":
+            # As the spec: no paging parameter at all, every request starts at the first id.
+            offset, after = 0, None
         count, items = state.store.listing(source, kind, limit, offset, after)
         admission.info["rows"] = len(items)
         return lose_if_planned(admission, JSONResponse({"result": {"count": count, "list": items}}))
