@@ -134,3 +134,16 @@ def test_python_dash_m_sandbox_is_the_same_command() -> None:
         env=child_env(),
     )
     assert done.returncode == 0 and "--key KEY=DATA_SOURCE_ID" in done.stdout
+
+
+def test_wire_flags_reach_the_running_sandbox() -> None:
+    flags = ("--wire", "legacy", "--mrr-unit", "units", "--listing-offset", "ignore")
+    with SandboxProcess({"k": "ds_9"}, *flags) as process:
+        settings = httpx.get(process.url + "/_sandbox/faults", headers=process.inspect_headers).json()
+        assert (settings["wire"], settings["mrr_unit"], settings["listing_offset"]) == ("legacy", "units", "ignore")
+        progress = httpx.get(process.url + "/data/data-sources/ds_9/progress", headers={"Authorization": "Bearer k"})
+        assert progress.json()["enqueued_count"] == 0
+        # Back to the SDK's shape at run time, without a restart.
+        httpx.post(process.url + "/_sandbox/faults", json={"wire": "sdk"}, headers=process.inspect_headers)
+        progress = httpx.get(process.url + "/data/data-sources/ds_9/progress", headers={"Authorization": "Bearer k"})
+        assert progress.json()["enqueuedCount"] == 0 and "enqueued_count" not in progress.json()
