@@ -7,7 +7,7 @@ import os
 import click
 
 from sandbox.app import create_app
-from sandbox.config import SandboxConfig, StoreMode
+from sandbox.config import SandboxConfig, StoreMode, valid_token
 from sandbox.faults import LOST_MODES, FaultConfig
 from sandbox.routes.guard import TOKEN_ENV
 from sandbox.server import serve
@@ -255,8 +255,8 @@ def sandbox_command(
         paths=fault_paths or None,
         seed=seed,
     )
-    if inspect_token is not None and (not inspect_token or any(c.isspace() for c in inspect_token)):
-        raise _OneLineError("--inspect-token must be non-empty without whitespace")
+    if inspect_token is not None and not valid_token(inspect_token):
+        raise _OneLineError("--inspect-token must be non-empty printable ASCII without whitespace")
     if inspect and not inspect_token:
         raise _OneLineError(f"--inspect needs --inspect-token TOKEN (or {TOKEN_ENV})")
     config = SandboxConfig(

@@ -9,6 +9,11 @@ from sandbox.faults import FaultConfig
 from sandbox.wire import WireConfig
 
 
+def valid_token(token: str) -> bool:
+    """Whether a token can travel in an HTTP header unchanged: printable ASCII, no whitespace."""
+    return bool(token) and token.isascii() and token.isprintable() and not any(c.isspace() for c in token)
+
+
 class StoreMode(StrEnum):
     """How much of each upserted object the sandbox keeps."""
 
@@ -58,8 +63,6 @@ class SandboxConfig:
         if self.inspect and not self.inspect_token:
             # Inspection exposes every stored object: never without a token.
             raise ValueError("inspect needs an inspect_token (X-Sandbox-Token)")
-        if self.inspect_token is not None and (
-            not self.inspect_token or any(c.isspace() for c in self.inspect_token)
-        ):
-            raise ValueError("inspect_token must be a non-empty string without whitespace")
+        if self.inspect_token is not None and not valid_token(self.inspect_token):
+            raise ValueError("inspect_token must be non-empty printable ASCII without whitespace")
         self.store = StoreMode(self.store)

@@ -148,8 +148,11 @@ def test_inspect_without_a_token_is_refused() -> None:
     result = runner.invoke(sandbox_command, ["--port", "0", "--key", "k=ds", "--inspect"])
     assert result.exit_code == 2
     assert result.output.strip() == "Error: --inspect needs --inspect-token TOKEN (or SANDBOX_INSPECT_TOKEN)"
-    result = runner.invoke(sandbox_command, ["--port", "0", "--key", "k=ds", "--inspect-token", "a b"])
-    assert result.exit_code == 2 and "--inspect-token" in result.output
+    for bad in ("a b", "tök", ""):
+        result = runner.invoke(sandbox_command, ["--port", "0", "--key", "k=ds", "--inspect-token", bad])
+        assert result.exit_code == 2 and "--inspect-token" in result.output, bad
+        with pytest.raises(ValueError, match="inspect_token"):
+            SandboxConfig(keys=dict(KEYS), inspect_token=bad)
 
 
 def test_no_key_anywhere_is_a_one_line_error() -> None:
