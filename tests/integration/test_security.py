@@ -81,7 +81,7 @@ def deployment(source_db: Database, workdir: Path) -> Iterator[Deployment]:
         "LOG_LEVEL": "DEBUG",
     }
     stack = Stack(env, sandbox_process.url, workdir)
-    view = SandboxView(sandbox_process.url, secret, "ds_secret")
+    view = SandboxView(sandbox_process.url, secret, "ds_secret", sandbox_process.inspect_token)
     try:
         migrated = stack.cli("migrate")
         assert migrated.code == 0, migrated.stderr
