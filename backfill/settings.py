@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     # A Retry-After above this is waited this long instead (a hostile or broken server cannot park a batch).
     max_retry_after: float = Field(300.0, gt=0)
     # `verify --mrr`: the unit of GET /reports/mrr amounts (the spec does not say): detected, or fixed.
-    verify_mrr_unit: str = "auto"
+    # (Not VERIFY_...: a setting named "verify" would read as a TLS switch, and there is none.)
+    mrr_report_unit: str = "auto"
 
     # Batches queued or being posted at once, per run: bounds the broker's memory.
     max_in_flight: int = Field(64, ge=1, le=10000)
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
             raise ValueError("must be amount_cents, amount or both")
         return value
 
-    @field_validator("verify_mrr_unit")
+    @field_validator("mrr_report_unit")
     @classmethod
     def _mrr_unit(cls, value: str) -> str:
         if value not in {"auto", "cents", "units"}:

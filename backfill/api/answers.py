@@ -90,9 +90,9 @@ _PROGRESS_FIELDS = (
 )
 
 
-def progress(body: Any) -> Progress:
+def progress(body: Any, data_source: str = "{id}") -> Progress:
     """The progress answer in camelCase (the SDK's wire names) or snake_case."""
-    where = "GET /data/data-sources/{id}/progress"
+    where = f"GET /data/data-sources/{data_source}/progress"
     if not isinstance(body, dict):
         raise UnexpectedAnswer(f"{where} answered {type(body).__name__}, not an object")
     phase = body.get("phase")

@@ -109,7 +109,7 @@ class GrowPanelClient:
     def progress(self, data_source: str, api_key: str) -> Progress:
         """GET /data/data-sources/{id}/progress (camelCase or snake_case counters)."""
         exchange = self.request("GET", f"/data/data-sources/{data_source}/progress", api_key)
-        return progress(json_body(exchange, api_key))
+        return progress(json_body(exchange, api_key), data_source)
 
     def listing(self, kind: str, data_source: str, api_key: str, limit: int, offset: int | None = None) -> ListingPage:
         """GET /data/{kind}?source=DS&limit=N[&offset=K] (the spec documents only `source` and `limit`)."""

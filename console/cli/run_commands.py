@@ -82,7 +82,9 @@ def poll_processing(settings: Any, timeout: float, interval: float = 1.0) -> dic
             pause = interval
             try:
                 progress = client.progress(data_source, key)
-            except (UnexpectedAnswer, FatalApiError, RejectedError) as exc:
+            except UnexpectedAnswer as exc:
+                fail(f"--wait-processing: {exc}", 2)
+            except (FatalApiError, RejectedError) as exc:
                 fail(f"--wait-processing: GET /data/data-sources/{data_source}/progress: {exc}", 2)
             except ApiError as exc:
                 if isinstance(exc, ThrottledError) and exc.retry_after is not None:

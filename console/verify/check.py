@@ -106,7 +106,7 @@ def _check_months(
         return
     remote = growpanel_months(api, target.data_source, computed)
     report.warnings += remote.warnings
-    unit = choose_unit(settings.verify_mrr_unit, unit_pairs(computed, remote))
+    unit = choose_unit(settings.mrr_report_unit, unit_pairs(computed, remote))
     report.mrr_unit = unit.to_json()
     report.months = month_lines(computed, remote, unit, options.tolerance_percent)
     if any(m.flagged and m.currency is None for m in report.months):

@@ -3,7 +3,7 @@
 Rules (docs/mrr.md, "Comparing with GrowPanel"):
 - each currency the source bills in is compared on its own, `currency=X&baseCurrency=X` filtered by
   `data_source` (no FX); an answer in the older shape (no filters) is compared with the unconverted sum;
-- the unit of GrowPanel's amounts is VERIFY_MRR_UNIT, or detected (`auto`) against the source's figures;
+- the unit of GrowPanel's amounts is MRR_REPORT_UNIT, or detected (`auto`) against the source's figures;
 - a month beyond the tolerance is drilled down: the customers whose source MRR moved most that month
   (then the largest) are compared one by one with GrowPanel's `customer=ID` series.
 """
@@ -50,15 +50,15 @@ class MrrUnit:
 
 
 def choose_unit(setting: str, pairs: list[tuple[int, int | float]]) -> MrrUnit:
-    """VERIFY_MRR_UNIT, or (auto) the unit that makes GrowPanel's totals closest to the source's cents."""
+    """MRR_REPORT_UNIT, or (auto) the unit that makes GrowPanel's totals closest to the source's cents."""
     if setting in ("cents", "units"):
-        return MrrUnit(setting, f"VERIFY_MRR_UNIT={setting}")
+        return MrrUnit(setting, f"MRR_REPORT_UNIT={setting}")
     if any(isinstance(theirs, float) and not theirs.is_integer() for _, theirs in pairs):
         return MrrUnit("units", "detected: GrowPanel's amounts have fractions of a unit")
     mine = sum(m for m, _ in pairs)
     theirs = sum(t for _, t in pairs)
     if mine == 0 or theirs == 0:
-        return MrrUnit("cents", "assumed: no month with MRR on both sides to detect it from (set VERIFY_MRR_UNIT)")
+        return MrrUnit("cents", "assumed: no month with MRR on both sides to detect it from (set MRR_REPORT_UNIT)")
     as_cents, as_units = abs(theirs - mine), abs(theirs * 100 - mine)
     unit = "cents" if as_cents <= as_units else "units"
     return MrrUnit(unit, f"detected: GrowPanel's total MRR over the months is {theirs:g}, the source's {mine} cents")

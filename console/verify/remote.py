@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from backfill.api import GrowPanelClient, ListingPage, MrrQuery, MrrReport, backoff_delay
+from backfill.api import GrowPanelClient, ListingPage, MrrQuery, MrrReport, UnexpectedAnswer, backoff_delay
 from backfill.errors import ApiError, AuthError, FatalApiError, RetriableApiError, ThrottledError
 from backfill.settings import Settings
 from console.verify.errors import CheckIncomplete
@@ -76,6 +76,8 @@ class RemoteApi:
                     raise CheckIncomplete(f"{label} failed after {failures} attempts: {exc}") from None
                 delay = pause = self._delay(failures)
                 reason = str(exc)
+            except UnexpectedAnswer as exc:
+                raise CheckIncomplete(str(exc)) from None  # it names the endpoint and the field
             except AuthError as exc:
                 raise CheckIncomplete(f"{label}: the API refused the key ({exc})") from None
             except FatalApiError as exc:

@@ -269,3 +269,73 @@ def test_the_key_echoed_every_way_is_in_no_table_log_alert_or_message(make_stack
     assert_no_key("\n".join(outputs), "the CLI's output")
     assert len(Hostile.hooks) >= 3
     assert_no_key(orjson.dumps(Hostile.hooks).decode(), "an alert")
+
+
+class Odd(http.server.BaseHTTPRequestHandler):
+    """Accepts every row, and answers the read endpoints with shapes nobody documented."""
+
+    protocol_version = "HTTP/1.1"
+    answers: dict[str, Any] = {}
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        rows = orjson.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"[]")
+        if self.path.startswith("/data/data-sources/"):
+            self._send({"success": True})
+        else:
+            self._send({"result": [{"id": r.get("id"), "export_status": "inserted"} for r in rows]})
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path.split("?")[0]
+        if path.endswith("/progress"):
+            self._send(Odd.answers["progress"])
+        elif path == "/reports/mrr":
+            self._send(Odd.answers["mrr"])
+        else:
+            self._send(Odd.answers.get(path, {"result": {"count": 0, "list": []}}))
+
+    def _send(self, doc: Any) -> None:
+        body = orjson.dumps(doc)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_answers_nobody_documented_are_one_line_and_exit_2(make_stack, source_db: Database, source_schema: str, workdir: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        stack: Stack = make_stack(GROWPANEL_API_URL=url)
+        stack.start_worker(concurrency=2)
+        build_source(source_db.url, source_schema, PLANS, CUSTOMERS, INVOICES)
+        mapping = mapping_file(workdir, source_schema)
+        ds = stack.env["GROWPANEL_DATA_SOURCE_ID"]
+        # A progress answer without a phase
+        Odd.answers = {"progress": {"processedCount": 3}, "mrr": {"result": [{"end_date": "2024-01-31"}], "currency": "usd"}}
+        waited = stack.cli("start", "--mapping", mapping, "--wait-processing")
+        assert waited.code == 2
+        assert waited.stderr.strip().splitlines()[-1] == (
+            f"growpanel-backfill: --wait-processing: GET /data/data-sources/{ds}/progress answered without a `phase` (keys: processedCount)"
+        )
+        # A plan listing whose entries carry neither external_id nor id
+        Odd.answers["/data/plans"] = {"result": {"count": 1, "list": [{"name": "Pro"}]}}
+        listed = stack.cli("verify")
+        assert (listed.code, listed.stderr.strip()) == (
+            2, "growpanel-backfill: verify could not complete: GET /data/plans: entry 0 of the list has no `id` or `external_id`"
+        )
+        # An MRR report whose periods have no date
+        del Odd.answers["/data/plans"]
+        months = stack.cli("verify", "--mrr")
+        assert (months.code, months.stderr.strip()) == (
+            2, "growpanel-backfill: verify could not complete: GET /reports/mrr: period 0 has no `date` (YYYY-MM-DD)"
+        )
+        assert "Traceback" not in waited.stderr + listed.stderr + months.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -68,7 +68,7 @@ def test_an_mrr_report_in_whole_units_is_detected_or_set(stack: Stack, sandbox: 
     with wire(sandbox, mrr_unit="units"):
         detected = stack.cli("verify", "--mrr", "--json")
         text = stack.cli("verify", "--mrr")
-        wrong = stack.cli("verify", "--mrr", "--json", env={"VERIFY_MRR_UNIT": "cents"})
+        wrong = stack.cli("verify", "--mrr", "--json", env={"MRR_REPORT_UNIT": "cents"})
     # Detected: GrowPanel's 183.25 is 18325 cents, and every month matches
     assert detected.code == 0, detected.stderr + detected.stdout
     assert detected.json()["mrr_unit"]["unit"] == "units"
@@ -76,7 +76,7 @@ def test_an_mrr_report_in_whole_units_is_detected_or_set(stack: Stack, sandbox: 
     assert ["2024-12", "183.25", "183.25", "0.00", "0.00%", "2", "2"] in [line.split() for line in text.stdout.splitlines()]
     # Forced to the wrong unit, the setting is obeyed (and every month with MRR is flagged)
     assert wrong.code == 1
-    assert wrong.json()["mrr_unit"] == {"unit": "cents", "how": "VERIFY_MRR_UNIT=cents"}
+    assert wrong.json()["mrr_unit"] == {"unit": "cents", "how": "MRR_REPORT_UNIT=cents"}
 
 
 def _three_currencies(source_db: Database, schema: str) -> None:

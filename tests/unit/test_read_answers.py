@@ -181,5 +181,5 @@ def test_the_mrr_unit_is_a_setting_or_detected_from_the_source() -> None:
     assert choose_unit("auto", [(9500, 9600)]).unit == "cents"  # a small difference stays a difference, in cents
     assert choose_unit("auto", []).how.startswith("assumed")
     fixed = choose_unit("units", pairs_cents)
-    assert (fixed.unit, fixed.how) == ("units", "VERIFY_MRR_UNIT=units")
+    assert (fixed.unit, fixed.how) == ("units", "MRR_REPORT_UNIT=units")
     assert fixed.cents({"total_mrr": 95.5, "total_customers": 3, "churn": 1}) == {"total_mrr": 9550, "total_customers": 3, "churn": 100}
