@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -35,6 +36,34 @@ def redact(value: str | None, secret: str | Iterable[str | None] | None = None) 
         if one:
             text = _redact_secret(text, one)
     return _redact_passwords(text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts every record's message (for handlers: records of any logger)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the message in place when it holds a secret; never drops a record."""
+        message = record.getMessage()
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_text is None and record.exc_info[1] is not None:
+            # A formatted traceback is cached on the record: redact it once, here.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
+        return True
+
+
+def install_log_redaction(secrets: Iterable[str], logger: logging.Logger | None = None) -> RedactingFilter:
+    """Add a RedactingFilter to every handler of `logger` (the root logger by default)."""
+    target = logger or logging.getLogger()
+    redactor = RedactingFilter(secrets)
+    for handler in target.handlers:
+        handler.addFilter(redactor)
+    return redactor
 
 
 def truncate(text: str, limit: int, total: int | None = None) -> str:

@@ -109,8 +109,10 @@ def _check_months(
     unit = choose_unit(settings.mrr_report_unit, unit_pairs(computed, remote))
     report.mrr_unit = unit.to_json()
     report.months = month_lines(computed, remote, unit, options.tolerance_percent)
-    if any(m.flagged and m.currency is None for m in report.months):
-        report.warnings.append("months of an answer without currency filters cannot be drilled down to customers")
+    if not remote.filtered:
+        if any(m.flagged for m in report.months):
+            report.warnings.append("GET /reports/mrr answers without filters (its older shape): flagged months cannot be drilled down to customers")
+        return
     report.drilldown = drill_down(api, source, target, report.months, unit, options.drill_customers)
 
 

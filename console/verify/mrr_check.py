@@ -70,6 +70,7 @@ class RemoteMonths:
 
     by_currency: dict[str | None, MrrReport]
     warnings: list[str]
+    filtered: bool = True  # False for the older shape: no `currency` or `customer` filter was applied
 
 
 def growpanel_months(api: RemoteApi, data_source: str, source: SourceMonths) -> RemoteMonths:
@@ -83,6 +84,7 @@ def growpanel_months(api: RemoteApi, data_source: str, source: SourceMonths) -> 
             # The older answer has no filters: one series for every currency, in cents, unconverted.
             key = currencies[0] if len(currencies) == 1 else None
             out.by_currency = {key: report}
+            out.filtered = False
             if key is None:
                 out.warnings.append(
                     f"the source bills in {len(currencies)} currencies ({', '.join(currencies)}) and GET /reports/mrr "

@@ -60,6 +60,16 @@ def test_rows_and_months_verify_in_either_wire_shape(shape: str, stack: Stack, s
     assert doc["mrr_unit"]["unit"] == "cents" and doc["mrr_unit"]["how"].startswith("detected")
     assert {m["currency"] for m in doc["months"]} == {"usd"}
     assert doc["drilldown"] == []
+    # A changed invoice is flagged in either shape; only the SDK's (filtered) answers are drilled down
+    stored = {o["id"]: o for o in sandbox.ledger()["invoices"]}
+    _post(sandbox, "invoices", [{**stored["u01"], "amount_cents": 109900}])
+    with wire(sandbox, wire=shape):
+        changed = stack.cli("verify", "--mrr", "--json").json()
+    assert changed["months"][0]["currency"] == "usd" and any(m["flagged"] for m in changed["months"])
+    if shape == "sdk":
+        assert {d["period"]: d["responsible"] for d in changed["drilldown"]}["2024-06"] == ["c_three"]
+    else:
+        assert changed["drilldown"] == [] and any("cannot be drilled down" in w for w in changed["warnings"])
 
 
 def test_an_mrr_report_in_whole_units_is_detected_or_set(stack: Stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:
@@ -154,7 +164,7 @@ def test_three_currencies_verify_per_currency_and_a_changed_invoice_is_traced_to
     assert {m["currency"] for m in summed["months"]} == {None}
     assert [m["period"] for m in summed["months"] if m["flagged"]] == ["2024-03"]
     assert any("older shape, without currency filters" in w for w in summed["warnings"])
-    assert any("cannot be drilled down" in w for w in summed["warnings"]) and summed["drilldown"] == []
+    assert any("flagged months cannot be drilled down" in w for w in summed["warnings"]) and summed["drilldown"] == []
 
 
 def test_a_listing_that_ignores_offset_is_read_whole_through_count_and_limit(stack: Stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:

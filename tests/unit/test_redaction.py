@@ -83,3 +83,28 @@ def test_several_keys_at_once_and_alerts_redact_whatever_the_caller_did(caplog: 
     with caplog.at_level("ERROR", logger="growpanel_backfill.alerts"):
         alerter.send(Alert(1, "ds_a", "plans", "plans#1", f"HTTP 401: {quote(KEY, safe='')} via postgresql://u:pw@h/d"))
     assert "0123456789" not in caplog.text and ":pw@" not in caplog.text and "[redacted]" in caplog.text
+
+
+def test_the_log_filter_redacts_every_record_and_its_traceback() -> None:
+    import io
+    import logging
+
+    from backfill.api import install_log_redaction
+
+    stream = io.StringIO()
+    logger = logging.getLogger("test_redaction_filter")
+    logger.propagate = False
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        install_log_redaction([KEY], logger)
+        logger.warning("answer was %s via %s", quote(KEY, safe=""), "postgresql://u:pw@h/d")
+        try:
+            raise RuntimeError(f"boom {KEY}")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "0123456789" not in text and ":pw@" not in text
+    assert text.count("[redacted]") == 3 and "RuntimeError: boom [redacted]" in text
