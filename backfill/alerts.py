@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import httpx
+
+from backfill.api.redact import redact
+
+if TYPE_CHECKING:
+    from backfill.settings import Settings
 
 log = logging.getLogger("growpanel_backfill.alerts")
 
@@ -23,14 +30,25 @@ class Alert:
 
 
 class Alerter:
-    """Logs and (optionally) posts alerts; never lets an alert failure break the caller."""
+    """Logs and (optionally) posts alerts; never lets an alert failure break the caller.
 
-    def __init__(self, webhook_url: str | None, timeout: float = 5.0) -> None:
+    Every alert is redacted here, whatever the caller did: the keys this process holds in every
+    encoding, and database URL passwords.
+    """
+
+    def __init__(self, webhook_url: str | None, timeout: float = 5.0, secrets: Iterable[str] = ()) -> None:
         self.webhook_url = webhook_url
         self.timeout = timeout
+        self.secrets = tuple(secrets)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Alerter:
+        """The alerter of these settings, redacting every key they hold."""
+        return cls(settings.alert_webhook_url, secrets=settings.secrets())
 
     def send(self, alert: Alert) -> None:
         """Log at ERROR, then POST the alert as JSON to the webhook (best effort)."""
+        alert = replace(alert, error=redact(alert.error, self.secrets) or "")
         where = f"stage {alert.stage}, batch {alert.batch}" if alert.batch else f"stage {alert.stage}"
         log.error("run %s %s (%s, data source %s): %s", alert.run_id, alert.state, where, alert.data_source, alert.error)
         if not self.webhook_url:

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     max_countdown: float = Field(300.0, gt=0)
     http_timeout: float = Field(30.0, gt=0)
     http_connect_timeout: float = Field(10.0, gt=0)
+    # A response body larger than this is not read further: the attempt is recorded as an error.
+    max_response_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # A Retry-After above this is waited this long instead (a hostile or broken server cannot park a batch).
+    max_retry_after: float = Field(300.0, gt=0)
+    # `verify --mrr`: the unit of GET /reports/mrr amounts (the spec does not say): detected, or fixed.
+    # (Not VERIFY_...: a setting named "verify" would read as a TLS switch, and there is none.)
+    mrr_report_unit: str = "auto"
 
     # Batches queued or being posted at once, per run: bounds the broker's memory.
     max_in_flight: int = Field(64, ge=1, le=10000)
@@ -101,6 +108,13 @@ class Settings(BaseSettings):
     def _amount_field(cls, value: str) -> str:
         if value not in {"amount_cents", "amount", "both"}:
             raise ValueError("must be amount_cents, amount or both")
+        return value
+
+    @field_validator("mrr_report_unit")
+    @classmethod
+    def _mrr_unit(cls, value: str) -> str:
+        if value not in {"auto", "cents", "units"}:
+            raise ValueError("must be auto, cents or units")
         return value
 
     @field_validator("retry_backoff")
@@ -144,6 +158,11 @@ class Settings(BaseSettings):
                 value = value.get_secret_value()
             if value is None or not str(value).strip():
                 raise ConfigError(f"{_REQUIRED_BY_NAME.get(name, name.upper())} is not set")
+
+    def secrets(self) -> list[str]:
+        """Every API key this process holds: what `redact` must remove from anything kept or printed."""
+        keys = [self.growpanel_api_key, *self.growpanel_api_keys.values()]
+        return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
 
     def api_key_for(self, data_source: str) -> str | None:
         """The API key this process holds for `data_source`, if any."""

@@ -5,5 +5,6 @@ from __future__ import annotations
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig, StoreMode
 from sandbox.faults import FaultConfig
+from sandbox.wire import WireConfig
 
-__all__ = ["FaultConfig", "SandboxConfig", "StoreMode", "create_app"]
+__all__ = ["FaultConfig", "SandboxConfig", "StoreMode", "WireConfig", "create_app"]

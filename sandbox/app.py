@@ -17,6 +17,7 @@ from sandbox.reports import report_routes
 from sandbox.requestlog import RequestLogMiddleware
 from sandbox.responses import error_response
 from sandbox.routes import control, data, datasources, inspection
+from sandbox.routes.guard import guarded
 from sandbox.state import SandboxState
 
 logger = logging.getLogger("sandbox")
@@ -29,11 +30,14 @@ def create_app(config: SandboxConfig) -> Starlette:
         *data.routes(state),
         *datasources.routes(state),
         *report_routes(state),
-        *control.routes(state),
     ]
     middleware: list[Middleware] = []
+    # No token, no /_sandbox/* route at all (404): control and inspection are never open.
+    if config.inspect_token:
+        table += guarded(control.routes(state), config.inspect_token)
+        if config.inspect:
+            table += guarded(inspection.routes(state), config.inspect_token)
     if config.inspect:
-        table += inspection.routes(state)
         middleware.append(Middleware(RequestLogMiddleware, log=state.requests))
     app = Starlette(
         routes=table,

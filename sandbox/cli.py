@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from sandbox.app import create_app
-from sandbox.config import SandboxConfig, StoreMode
+from sandbox.config import SandboxConfig, StoreMode, valid_token
 from sandbox.faults import LOST_MODES, FaultConfig
+from sandbox.routes.guard import TOKEN_ENV
 from sandbox.server import serve
+from sandbox.wire import MRR_UNITS, OFFSET_MODES, SHAPES, WireConfig
+
+KEYS_ENV = "SANDBOX_KEYS"
+"""Comma-separated KEY=DATA_SOURCE_ID pairs, used when no --key is given (keeps keys off argv)."""
 
 
 class _OneLineError(click.ClickException):
     """A bad option value, reported as one `Error: ...` line with the usage-error exit status."""
 
     exit_code = 2
+
+
+def _keys_from_env() -> tuple[str, ...]:
+    """The pairs of SANDBOX_KEYS ("k1=ds1,k2=ds2"), or a one-line error when it is unset too."""
+    raw = os.environ.get(KEYS_ENV, "")
+    values = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not values:
+        raise _OneLineError(f"give at least one --key KEY=DATA_SOURCE_ID (or set {KEYS_ENV})")
+    return values
 
 
 def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:
@@ -54,9 +70,8 @@ _NON_NEGATIVE = click.FloatRange(min=0.0)
     "--key",
     "keys",
     multiple=True,
-    required=True,
     metavar="KEY=DATA_SOURCE_ID",
-    help="An API key and its data source (repeatable).",
+    help=f"An API key and its data source (repeatable); without any, ${KEYS_ENV} (k1=ds1,k2=ds2).",
 )
 @click.option(
     "--max-batch",
@@ -71,7 +86,35 @@ _NON_NEGATIVE = click.FloatRange(min=0.0)
     default=None,
     help="Requests per second per key (token bucket).",
 )
-@click.option("--inspect", is_flag=True, help="Serve /_sandbox/ledger, requests, violations and reset-all.")
+@click.option(
+    "--inspect", is_flag=True, help="Serve /_sandbox/ledger, requests, violations and reset-all (needs a token)."
+)
+@click.option(
+    "--inspect-token",
+    envvar=TOKEN_ENV,
+    show_envvar=True,
+    default=None,
+    metavar="TOKEN",
+    help="X-Sandbox-Token that /_sandbox/* requires; without one no /_sandbox/* route is served.",
+)
+@click.option(
+    "--wire",
+    "wire_shape",
+    type=click.Choice(SHAPES),
+    default="sdk",
+    show_default=True,
+    help="Answer shapes of progress and MRR: the SDK's, or the sandbox's earlier ones.",
+)
+@click.option(
+    "--mrr-unit", type=click.Choice(MRR_UNITS), default="cents", show_default=True, help="Unit of MRR amounts."
+)
+@click.option(
+    "--listing-offset",
+    type=click.Choice(OFFSET_MODES),
+    default="honor",
+    show_default=True,
+    help="Whether listings page by ?offset= (the spec documents none).",
+)
 @click.option(
     "--progress-delay",
     default=0.5,
@@ -170,6 +213,10 @@ def sandbox_command(
     max_batch: int,
     rate_limit: float | None,
     inspect: bool,
+    inspect_token: str | None,
+    wire_shape: str,
+    mrr_unit: str,
+    listing_offset: str,
     progress_delay: float,
     store_mode: str,
     latency_ms: float,
@@ -208,11 +255,17 @@ def sandbox_command(
         paths=fault_paths or None,
         seed=seed,
     )
+    if inspect_token is not None and not valid_token(inspect_token):
+        raise _OneLineError("--inspect-token must be non-empty printable ASCII without whitespace")
+    if inspect and not inspect_token:
+        raise _OneLineError(f"--inspect needs --inspect-token TOKEN (or {TOKEN_ENV})")
     config = SandboxConfig(
-        keys=_parse_keys(keys),
+        keys=_parse_keys(keys or _keys_from_env()),
         max_batch=max_batch,
         rate_limit=rate_limit,
         inspect=inspect,
+        inspect_token=inspect_token,
+        wire=WireConfig(shape=wire_shape, mrr_unit=mrr_unit, listing_offset=listing_offset),
         progress_delay=progress_delay,
         faults=faults,
         store=StoreMode(store_mode),

@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sandbox.faults import FaultConfig
+from sandbox.wire import WireConfig
+
+
+def valid_token(token: str) -> bool:
+    """Whether a token can travel in an HTTP header unchanged: printable ASCII, no whitespace."""
+    return bool(token) and token.isascii() and token.isprintable() and not any(c.isspace() for c in token)
 
 
 class StoreMode(StrEnum):
@@ -28,7 +34,9 @@ class SandboxConfig:
     rate_limit: float | None = None
     """Requests per second allowed per key (token bucket); None for no limit."""
     inspect: bool = False
-    """Serve the `/_sandbox/ledger`, `requests`, `violations` and `reset-all` routes."""
+    """Serve the `/_sandbox/ledger`, `requests`, `violations` and `reset-all` routes (needs a token)."""
+    inspect_token: str | None = None
+    """The `X-Sandbox-Token` every `/_sandbox/*` request must carry; None: no `/_sandbox/*` route at all."""
     progress_delay: float = 0.5
     """Seconds a data source reports `processing` after its last stored batch."""
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -38,7 +46,11 @@ class SandboxConfig:
     request_log_limit: int = 100_000
     """Most entries `/_sandbox/requests` keeps (oldest dropped first)."""
     max_body_bytes: int = 64 * 1024 * 1024
-    """Largest request body read; more is a 413."""
+    """Largest request body read on the data routes; more is a 413 (checked before reading)."""
+    control_body_bytes: int = 64 * 1024
+    """Largest request body read on `/_sandbox/*`: a fault setting never needs more."""
+    wire: WireConfig = field(default_factory=WireConfig)
+    """Answer shapes and units of the read endpoints at start-up (changeable at run time)."""
 
     def __post_init__(self) -> None:
         """Check the values a typo could make meaningless."""
@@ -48,4 +60,9 @@ class SandboxConfig:
             raise ValueError("rate_limit must be positive (or None for no limit)")
         if self.progress_delay < 0:
             raise ValueError("progress_delay must not be negative")
+        if self.inspect and not self.inspect_token:
+            # Inspection exposes every stored object: never without a token.
+            raise ValueError("inspect needs an inspect_token (X-Sandbox-Token)")
+        if self.inspect_token is not None and not valid_token(self.inspect_token):
+            raise ValueError("inspect_token must be non-empty printable ASCII without whitespace")
         self.store = StoreMode(self.store)

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sandbox.auth import authenticate
+from sandbox.bodies import read_body
 from sandbox.errors import ApiError
 from sandbox.faults import FaultPlan
 from sandbox.requestlog import INFO_KEY
@@ -59,7 +60,7 @@ async def _play_early(state: SandboxState, request: Request, plan: FaultPlan) ->
         raise ApiError(429, "Too many requests (sandbox fault)", {"Retry-After": retry_after})
     if early == "hang":
         # Read the body first so the client is waiting for the answer, not still sending.
-        await request.body()
+        await read_body(request, state.config.max_body_bytes)
         await _wait_for_disconnect(request, state.faults.config.hang_seconds)
         raise ApiError(504, "Gateway timeout (sandbox hang)")
     message = _EARLY_MESSAGES.get(early or "", "Internal error (sandbox fault)")

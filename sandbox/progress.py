@@ -21,6 +21,12 @@ class _SourceProgress:
     last_activity_monotonic: float = 0.0
 
 
+# The SDK's model (GetDataDataSourcesIdProgressResponse200.from_dict) reads camelCase counters; the
+# sandbox first served snake_case, kept as the "legacy" wire so importers can be tested on both.
+_SDK_NAMES = ("phase", "enqueuedCount", "processedCount", "failedCount", "startedAt", "lastActivityAt")
+_LEGACY_NAMES = ("phase", "enqueued_count", "processed_count", "failed_count", "started_at", "last_activity_at")
+
+
 class ProgressBoard:
     """Counts rows per data source and derives the idle/processing/done phase."""
 
@@ -44,8 +50,8 @@ class ProgressBoard:
             progress.last_activity_at = now
             progress.last_activity_monotonic = time.monotonic()
 
-    def snapshot(self, data_source: str) -> dict[str, Any]:
-        """The progress answer for one data source."""
+    def snapshot(self, data_source: str, shape: str = "sdk") -> dict[str, Any]:
+        """The progress answer for one data source: SDK wire names (camelCase), or "legacy" snake_case."""
         progress = self._sources.get(data_source) or _SourceProgress()
         if progress.last_activity_at is None:
             phase = "idle"
@@ -53,16 +59,15 @@ class ProgressBoard:
             phase = "processing"
         else:
             phase = "done"
-        return {
-            "phase": phase,
-            "enqueued_count": progress.enqueued,
-            "processed_count": progress.processed,
-            "failed_count": progress.failed,
-            "started_at": iso(progress.started_at) if progress.started_at is not None else None,
-            "last_activity_at": (
-                iso(progress.last_activity_at) if progress.last_activity_at is not None else None
-            ),
-        }
+        values = (
+            phase,
+            progress.enqueued,
+            progress.processed,
+            progress.failed,
+            iso(progress.started_at) if progress.started_at is not None else None,
+            iso(progress.last_activity_at) if progress.last_activity_at is not None else None,
+        )
+        return dict(zip(_LEGACY_NAMES if shape == "legacy" else _SDK_NAMES, values, strict=True))
 
     def drop(self, data_source: str) -> None:
         """Forget one data source's progress."""

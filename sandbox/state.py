@@ -25,6 +25,7 @@ class SandboxState:
         self.limiter = RateLimiter(config.rate_limit)
         self.max_batch = config.max_batch
         self.requests = RequestLog(config.request_log_limit)
+        self.wire = config.wire
 
     def reset_source(self, data_source: str) -> None:
         """Forget one data source's objects, order-check state, violations and progress."""
@@ -41,3 +42,4 @@ class SandboxState:
         self.faults.replace(self.config.faults)
         self.limiter.set_rate(self.config.rate_limit)
         self.max_batch = self.config.max_batch
+        self.wire = self.config.wire

@@ -122,7 +122,8 @@ class Store:
         """How a stored value appears in a listing."""
         if self._digest:
             return {"id": key, "digest": value.hex()}
-        return value
+        # The SDK's listed plan requires `external_id`, the object's id in its source.
+        return {**value, "external_id": key}
 
 
 def _same_variables(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from typing import IO
 import httpx
 from starlette.applications import Starlette
 
+from sandbox.routes.guard import TOKEN_ENV, TOKEN_HEADER
 from sandbox.server import READY_PREFIX
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +35,10 @@ class SandboxProcess:
     """`python -m sandbox --port 0 ...` in a subprocess; `url` is set once it listens.
 
     >>> with SandboxProcess({"key_1": "ds_1"}, "--inspect", "--error-rate", "0.1") as sandbox:
-    ...     httpx.get(sandbox.url + "/_sandbox/faults")
+    ...     httpx.get(sandbox.url + "/_sandbox/faults", headers=sandbox.inspect_headers)
+
+    A random inspection token is made unless one is given, and passed in SANDBOX_INSPECT_TOKEN
+    (not on the command line, where other users of the machine could read it).
     """
 
     def __init__(
@@ -43,8 +48,10 @@ class SandboxProcess:
         host: str = "127.0.0.1",
         start_timeout: float = 20.0,
         python: str = sys.executable,
+        inspect_token: str | None = None,
     ) -> None:
         """Remember how to start; `args` are extra CLI flags (e.g. "--inspect")."""
+        self.inspect_token = inspect_token or secrets.token_urlsafe(24)
         self.command = cli_command(keys, "--host", host, *args, python=python)
         self.start_timeout = start_timeout
         self.url = ""
@@ -56,8 +63,10 @@ class SandboxProcess:
     def start(self) -> str:
         """Start the process and wait for its address line; return the base URL."""
         self._stderr = tempfile.TemporaryFile()
+        env = child_env()
+        env[TOKEN_ENV] = self.inspect_token
         self.process = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=self._stderr, cwd=PROJECT_ROOT, env=child_env()
+            self.command, stdout=subprocess.PIPE, stderr=self._stderr, cwd=PROJECT_ROOT, env=env
         )
         line = read_line(self.process, self.start_timeout)
         if not line.startswith(READY_PREFIX):
@@ -65,6 +74,11 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox did not start: {line!r}; stderr: {self.stderr()[-2000:]}")
         self.url = line[len(READY_PREFIX) :].strip()
         return self.url
+
+    @property
+    def inspect_headers(self) -> dict[str, str]:
+        """The header `/_sandbox/*` requests need."""
+        return {TOKEN_HEADER: self.inspect_token}
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """Send SIGTERM and wait for the exit status (killing it past `timeout`)."""
@@ -127,9 +141,13 @@ def read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
     return buffer.decode(errors="replace")
 
 
-def asgi_client(app: Starlette, api_key: str | None = None, **kwargs: object) -> httpx.AsyncClient:
-    """An httpx AsyncClient talking to `app` in-process, with the Bearer key set if given."""
+def asgi_client(
+    app: Starlette, api_key: str | None = None, inspect_token: str | None = None, **kwargs: object
+) -> httpx.AsyncClient:
+    """An httpx AsyncClient talking to `app` in-process, with the Bearer key and token set if given."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    if inspect_token:
+        headers[TOKEN_HEADER] = inspect_token
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://sandbox",

@@ -104,7 +104,7 @@ def stack(shared_stack: Stack, data_source: tuple[str, str]) -> Stack:
 def sandbox(sandbox_process: SandboxProcess, data_source: tuple[str, str]) -> Iterator[SandboxView]:
     """The sandbox as this test's data source sees it; faults are cleared afterwards."""
     ds, key = data_source
-    view = SandboxView(sandbox_process.url, key, ds)
+    view = SandboxView(sandbox_process.url, key, ds, sandbox_process.inspect_token)
     yield view
     view.faults(**NO_FAULTS)
     view.client.close()

@@ -27,11 +27,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CONFIG = 3
 EXIT_STATE = 4
+# The keys of the settings this command built (console.cli.context.settings adds them): `fail` redacts them.
+SECRETS: list[str] = []
 
 
 def fail(message: str, code: int) -> None:
-    """One line on standard error, then exit with `code`."""
-    click.echo(f"growpanel-backfill: {message}", err=True)
+    """One line on standard error (keys and database passwords redacted), then exit with `code`."""
+    from backfill.api.redact import redact
+
+    click.echo(f"growpanel-backfill: {redact(message, SECRETS)}", err=True)
     sys.exit(code)
 
 
@@ -70,6 +74,9 @@ def handles_errors(func: F) -> F:
             fail("interrupted (a started run goes on in the workers)", 130)
         except Exception as exc:
             sa_exc = sys.modules.get("sqlalchemy.exc")
+            db = sys.modules.get("models.db")
+            if db is not None and isinstance(exc, db.DatabaseUrlError):
+                fail(str(exc), EXIT_CONFIG)
             if sa_exc is not None and isinstance(exc, sa_exc.ArgumentError):
                 fail(f"DATABASE_URL is malformed: {exc}", EXIT_CONFIG)
             if _is_database_error(exc):

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import console.cli as cli
 from backfill.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ def settings(*required: str) -> Settings:
     from backfill.settings import load_settings
 
     result = load_settings()
+    cli.SECRETS[:] = result.secrets()
     result.require(*required)
     return result
 

@@ -46,51 +46,69 @@ def wait_for_run(engine: Any, run_id: int, as_json: bool) -> dict[str, Any]:
 def _client(settings: Any) -> Any:
     from backfill.api import GrowPanelClient
 
-    return GrowPanelClient(settings.growpanel_api_url, timeout=settings.http_timeout, connect_timeout=settings.http_connect_timeout, max_connections=2)
+    return GrowPanelClient.from_settings(settings)
 
 
 def reset_remote(settings: Any) -> None:
     """POST /data/data-sources/{id}/reset, or exit 2 with what the API said."""
-    from backfill.api import body_text
+    from backfill.errors import ApiError
 
     key = settings.growpanel_api_key.get_secret_value()
     client = _client(settings)
     try:
-        exchange = client.request("POST", f"/data/data-sources/{settings.growpanel_data_source_id}/reset", key)
+        client.reset_data_source(settings.growpanel_data_source_id, key)
+    except ApiError as exc:
+        fail(f"the reset of data source {settings.growpanel_data_source_id} failed: {exc}", 2)
     finally:
         client.close()
-    if exchange.status is None or not 200 <= exchange.status < 300:
-        what = exchange.error or f"HTTP {exchange.status}: {body_text(exchange, key, 300)}"
-        fail(f"the reset of data source {settings.growpanel_data_source_id} failed: {what}", 2)
 
 
 def poll_processing(settings: Any, timeout: float, interval: float = 1.0) -> dict[str, Any]:
-    """Poll GET /data/data-sources/{id}/progress until GrowPanel reports done, stuck or aborted."""
+    """Poll GET /data/data-sources/{id}/progress until GrowPanel reports done, stuck, aborted or idle.
+
+    Transient failures (5xx, network) are shown and polled again until the timeout; an answer we cannot
+    read, or a refused key, ends the wait with exit status 2 and one line.
+    """
+    from backfill.api import UnexpectedAnswer
+    from backfill.errors import ApiError, FatalApiError, RejectedError, ThrottledError
+
     key = settings.growpanel_api_key.get_secret_value()
+    data_source = settings.growpanel_data_source_id
     client = _client(settings)
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
     try:
         while True:
-            exchange = client.request("GET", f"/data/data-sources/{settings.growpanel_data_source_id}/progress", key)
-            if exchange.status == 200:
-                try:
-                    last = orjson.loads(exchange.content)
-                except orjson.JSONDecodeError:
-                    last = {}
-                phase = last.get("phase")
-                click.echo(
-                    f"GrowPanel processing: {phase} (enqueued {last.get('enqueued_count')}, "
-                    f"processed {last.get('processed_count')}, failed {last.get('failed_count')})",
-                    err=True,
-                )
-                if phase in ("done", "stuck", "aborted", "idle"):
+            pause = interval
+            try:
+                progress = client.progress(data_source, key)
+            except UnexpectedAnswer as exc:
+                fail(f"--wait-processing: {exc}", 2)
+            except (FatalApiError, RejectedError) as exc:
+                fail(f"--wait-processing: GET /data/data-sources/{data_source}/progress: {exc}", 2)
+            except ApiError as exc:
+                if isinstance(exc, ThrottledError) and exc.retry_after is not None:
+                    pause = max(interval, exc.retry_after)
+                click.echo(f"GrowPanel processing: no answer yet ({exc})", err=True)
+            else:
+                last = progress.to_json()
+                click.echo(f"GrowPanel processing: {_progress_line(progress)}", err=True)
+                if progress.final:
                     return last
-            if time.monotonic() > deadline:
+            if time.monotonic() + pause > deadline:
                 return {**last, "phase": last.get("phase", "unknown"), "timed_out": True}
-            time.sleep(interval)
+            time.sleep(pause)
     finally:
         client.close()
+
+
+def _progress_line(progress: Any) -> str:
+    """`processing (enqueued 10, processed 4, failed 0)`; a count the answer lacks shows as `?`."""
+
+    def n(value: Any) -> str:
+        return "?" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return f"{progress.phase} (enqueued {n(progress.enqueued)}, processed {n(progress.processed)}, failed {n(progress.failed)})"
 
 
 @click.command()

@@ -1,7 +1,8 @@
 """`verify`: does GrowPanel hold exactly what the source says? Rows always, months with `--mrr`.
 
 Exit status: 0 everything matches, 1 differences, 2 the check could not complete (the API after its
-retries, a refused key, a listing that ignores `offset`, the source, an unknown run), 3 a
+retries, a refused key, an answer it cannot read, a listing no strategy reads whole, the source, an
+unknown run), 3 a
 configuration error (an unset or malformed variable), like every other command.
 """
 
@@ -39,7 +40,8 @@ def _percent(context: click.Context, param: click.Parameter, value: str) -> floa
 @click.option("--tolerance", default="1%", show_default=True, callback=_percent, help="With --mrr: flag months whose MRR differs by more than this.")
 @click.option("--examples", "max_examples", type=click.IntRange(0, 10_000), default=5, show_default=True, help="Examples shown of each kind of difference, per entity.")
 @click.option("--page-size", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Rows asked for per listing request (`limit`); lower it for an API that caps pages lower.")
-def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_examples: int, page_size: int) -> None:
+@click.option("--drill-down", "drill_customers", type=click.IntRange(0, 100), default=5, show_default=True, help="With --mrr: customers compared one by one (customer=ID) in each month beyond the tolerance; 0 turns the drill-down off.")
+def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_examples: int, page_size: int, drill_customers: int) -> None:
     """Compare every plan, customer and invoice GrowPanel stores with the source, as RUN read it.
 
     RUN defaults to the latest run of GROWPANEL_DATA_SOURCE_ID. Rows the run rejected are reported as
@@ -47,7 +49,9 @@ def verify(run_id: int | None, as_json: bool, mrr: bool, tolerance: float, max_e
     """
     from console.verify.check import CheckOptions
 
-    options = CheckOptions(months=mrr, tolerance_percent=tolerance, max_examples=max_examples, page_size=page_size)
+    options = CheckOptions(
+        months=mrr, tolerance_percent=tolerance, max_examples=max_examples, page_size=page_size, drill_customers=drill_customers
+    )
     report = _checked(lambda: _run(run_id, options))
     if as_json:
         click.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())

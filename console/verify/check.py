@@ -10,7 +10,8 @@ import psycopg
 from backfill.api import GrowPanelClient
 from backfill.settings import Settings
 from console.verify.listing import PAGE_SIZE, ListingStats, listing_pages
-from console.verify.months import growpanel_months, month_lines, source_months
+from console.verify.months import source_months
+from console.verify.mrr_check import DRILL_CUSTOMERS, choose_unit, drill_down, growpanel_months, month_lines, unit_pairs
 from console.verify.pacing import make_pacer
 from console.verify.remote import RemoteApi
 from console.verify.report import EntityResult, VerifyReport
@@ -30,6 +31,7 @@ class CheckOptions:
     tolerance_percent: float = 1.0
     max_examples: int = 5
     page_size: int = PAGE_SIZE
+    drill_customers: int = DRILL_CUSTOMERS
 
 
 def run_check(settings: Settings, target: Target, options: CheckOptions) -> VerifyReport:
@@ -40,12 +42,7 @@ def run_check(settings: Settings, target: Target, options: CheckOptions) -> Veri
     pacer, warning = make_pacer(settings, target.run_id)
     if warning:
         report.warnings.append(warning)
-    client = GrowPanelClient(
-        settings.growpanel_api_url,
-        timeout=settings.http_timeout,
-        connect_timeout=settings.http_connect_timeout,
-        max_connections=2,
-    )
+    client = GrowPanelClient.from_settings(settings)
     api = RemoteApi(client, target.api_key, settings, pacer)
     try:
         with source_connection(settings.source_database_url) as source:
@@ -56,9 +53,9 @@ def run_check(settings: Settings, target: Target, options: CheckOptions) -> Veri
                 )
             with state_connection(settings.database_url) as state:
                 for entity in STAGES:
-                    report.entities[entity] = _check_entity(api, state, source, target, entity, options, report.warnings)
+                    report.entities[entity] = _check_entity(api, state, source, target, entity, options, report)
             if options.months:
-                _check_months(api, source, target, options, report)
+                _check_months(api, source, target, settings, options, report)
     finally:
         pacer.close()
         client.close()
@@ -72,7 +69,7 @@ def _check_entity(
     target: Target,
     entity: str,
     options: CheckOptions,
-    warnings: list[str],
+    report: VerifyReport,
 ) -> EntityResult:
     """Spill GrowPanel's listing of `entity`, then merge it with the source in id order."""
     stats = ListingStats()
@@ -87,6 +84,8 @@ def _check_entity(
     finally:
         # Ends the transaction, which drops the temporary table.
         state.rollback()
+    report.listings[entity] = stats.to_json()
+    warnings = report.warnings
     if len(set(stats.announced)) > 1:
         warnings.append(f"GrowPanel's count of {entity} changed while they were listed ({stats.announced[0]} -> {stats.announced[-1]})")
     duplicates = stats.rows - result.growpanel
@@ -95,22 +94,26 @@ def _check_entity(
     return result
 
 
-def _check_months(api: RemoteApi, source: psycopg.Connection[Any], target: Target, options: CheckOptions, report: VerifyReport) -> None:
-    """The month table, with notes where the rules cannot match GrowPanel."""
+def _check_months(
+    api: RemoteApi, source: psycopg.Connection[Any], target: Target, settings: Settings, options: CheckOptions, report: VerifyReport
+) -> None:
+    """The month table per currency, the unit used, and the drill-down of the months beyond the tolerance."""
     computed = source_months(source, target)
     report.tolerance_percent = options.tolerance_percent
-    months = computed.months()
-    if not months:
+    if not computed.months():
         report.months = []
         report.warnings.append("the source has no invoice that would be sent: there are no months to compare")
         return
-    if len(computed.currencies) > 1:
-        report.warnings.append(
-            f"the source bills in {len(computed.currencies)} currencies ({', '.join(sorted(computed.currencies))}): "
-            "GrowPanel converts them to the account's currency and these rules do not, so months can differ"
-        )
-    growpanel = growpanel_months(api, target.data_source, months[0], months[-1])
-    report.months = month_lines(computed, growpanel, options.tolerance_percent)
+    remote = growpanel_months(api, target.data_source, computed)
+    report.warnings += remote.warnings
+    unit = choose_unit(settings.mrr_report_unit, unit_pairs(computed, remote))
+    report.mrr_unit = unit.to_json()
+    report.months = month_lines(computed, remote, unit, options.tolerance_percent)
+    if not remote.filtered:
+        if any(m.flagged for m in report.months):
+            report.warnings.append("GET /reports/mrr answers without filters (its older shape): flagged months cannot be drilled down to customers")
+        return
+    report.drilldown = drill_down(api, source, target, report.months, unit, options.drill_customers)
 
 
 def _run_warnings(settings: Settings, target: Target) -> list[str]:

@@ -1,6 +1,7 @@
-"""GETs against the GrowPanel API with the importer's retry policy and rate limit.
+"""The client's read endpoints with the importer's retry policy and rate limit.
 
-The same policy data as the workers (`RETRY_BACKOFF`, `RETRY_JITTER`, `Retry-After`, `BATCH_TIME_BUDGET`,
+Requests are built and answers classified and parsed by `GrowPanelClient` (backfill.api); this adds
+the same policy data as the workers (`RETRY_BACKOFF`, `RETRY_JITTER`, `Retry-After`, `BATCH_TIME_BUDGET`,
 `GROWPANEL_MAX_RPS`), applied to one request at a time: a check has nothing to do while it waits.
 """
 
@@ -9,13 +10,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from backfill.api import GrowPanelClient, backoff_delay, json_body
+from backfill.api import GrowPanelClient, ListingPage, MrrQuery, MrrReport, UnexpectedAnswer, backoff_delay
 from backfill.errors import ApiError, AuthError, FatalApiError, RetriableApiError, ThrottledError
 from backfill.settings import Settings
 from console.verify.errors import CheckIncomplete
 from console.verify.pacing import Pacer
+
+
+T = TypeVar("T")
 
 
 class RemoteApi:
@@ -41,17 +45,24 @@ class RemoteApi:
         self.requests = 0
         self.retries = 0
 
-    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """The decoded body of a 2xx answer; CheckIncomplete once retries or the time budget are used up."""
+    def listing(self, kind: str, data_source: str, limit: int, offset: int | None = None) -> ListingPage:
+        """One page of GET /data/{kind}."""
+        return self.call(f"GET /data/{kind}", lambda: self.client.listing(kind, data_source, self.api_key, limit, offset))
+
+    def mrr_report(self, query: MrrQuery) -> MrrReport:
+        """GET /reports/mrr for `query`."""
+        return self.call("GET /reports/mrr", lambda: self.client.mrr_report(query, self.api_key))
+
+    def call(self, label: str, attempt: Callable[[], T]) -> T:
+        """The parsed answer of `attempt`; CheckIncomplete once retries or the time budget are used up."""
         started = time.monotonic()
         failures = 0
         throttles = 0
         while True:
             self.pacer.wait()
             self.requests += 1
-            exchange = self.client.request("GET", path, self.api_key, params=params)
             try:
-                return json_body(exchange, self.api_key)
+                return attempt()
             except ThrottledError as exc:
                 throttles += 1
                 delay = exc.retry_after if exc.retry_after is not None else self._delay(throttles)
@@ -62,18 +73,20 @@ class RemoteApi:
             except RetriableApiError as exc:
                 failures += 1
                 if failures > len(self.backoff):
-                    raise CheckIncomplete(f"GET {path} failed after {failures} attempts: {exc}") from None
+                    raise CheckIncomplete(f"{label} failed after {failures} attempts: {exc}") from None
                 delay = pause = self._delay(failures)
                 reason = str(exc)
+            except UnexpectedAnswer as exc:
+                raise CheckIncomplete(str(exc)) from None  # it names the endpoint and the field
             except AuthError as exc:
-                raise CheckIncomplete(f"GET {path}: the API refused the key ({exc})") from None
+                raise CheckIncomplete(f"{label}: the API refused the key ({exc})") from None
             except FatalApiError as exc:
-                raise CheckIncomplete(f"GET {path}: {exc}") from None
+                raise CheckIncomplete(f"{label}: {exc}") from None
             except ApiError as exc:
-                raise CheckIncomplete(f"GET {path}: {exc}") from None
+                raise CheckIncomplete(f"{label}: {exc}") from None
             if time.monotonic() - started + delay > self.budget:
                 raise CheckIncomplete(
-                    f"GET {path} did not succeed within BATCH_TIME_BUDGET ({self.budget:g} s): {reason}"
+                    f"{label} did not succeed within BATCH_TIME_BUDGET ({self.budget:g} s): {reason}"
                 )
             self.retries += 1
             if pause > 0:

@@ -66,11 +66,13 @@ class MonthLine:
     difference: int | None
     difference_percent: float | None
     flagged: bool
+    currency: str | None = None  # None: every currency summed, unconverted (an answer without filters)
 
     def to_json(self) -> dict[str, Any]:
         """One entry of the `months` list."""
         return {
             "period": self.period,
+            "currency": self.currency,
             "source": self.source,
             "growpanel": self.growpanel,
             "difference": self.difference,
@@ -89,6 +91,9 @@ class VerifyReport:
     months: list[MonthLine] | None = None
     tolerance_percent: float | None = None
     warnings: list[str] = field(default_factory=list)
+    listings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mrr_unit: dict[str, str] | None = None
+    drilldown: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def row_differences(self) -> int:
@@ -114,6 +119,9 @@ class VerifyReport:
             "rows": {entity: self.entities[entity].to_json() for entity in STAGES if entity in self.entities},
             "months": [m.to_json() for m in self.months or ()],
             "tolerance_percent": self.tolerance_percent,
+            "mrr_unit": self.mrr_unit,
+            "drilldown": self.drilldown,
+            "listings": self.listings,
             "warnings": self.warnings,
         }
 
@@ -148,9 +156,38 @@ def text_lines(report: VerifyReport) -> list[str]:
             more = f" (first {len(shown)} of {total})" if total > len(shown) else ""
             lines.append(f"{entity} {_KIND_TITLES[kind]}{more}:")
             lines += [f"  {_example_text(x)}" for x in shown]
+    if report.listings:
+        lines.append("")
+        lines.append("listings read by " + ", ".join(f"{kind}: {info['strategy']} ({info['requests']} requests)" for kind, info in report.listings.items()))
     if report.months is not None:
         lines.append("")
-        lines += month_table(report.months, report.tolerance_percent or 0.0)
+        if report.mrr_unit is not None:
+            lines.append(f"GrowPanel's MRR unit: {report.mrr_unit['unit']} ({report.mrr_unit['how']})")
+        currencies = list(dict.fromkeys(m.currency for m in report.months))
+        for currency in currencies:
+            if len(currencies) > 1 or currency is None:
+                lines.append(f"currency {currency}:" if currency is not None else "every currency, summed unconverted:")
+            lines += month_table([m for m in report.months if m.currency == currency], report.tolerance_percent or 0.0)
+        lines += drilldown_lines(report.drilldown)
+    return lines
+
+
+def drilldown_lines(drilldown: list[dict[str, Any]]) -> list[str]:
+    """Per flagged month, the customers whose GrowPanel MRR differs from the source's."""
+    lines = []
+    for month in drilldown:
+        lines.append("")
+        lines.append(
+            f"{month['period']} ({month['currency']}) differs by {_money(month['difference'] or 0)}: "
+            f"{len(month['responsible'])} of the {month['checked']} customers checked differ"
+            + (f", {_money(month['unexplained'])} unexplained" if month["unexplained"] else "")
+        )
+        for c in month["customers"]:
+            if c["responsible"]:
+                lines.append(
+                    f"  customer {c['customer']}: MRR {_money(c['source']['total_mrr'])} in the source, "
+                    f"{_money(c['growpanel'].get('total_mrr', 0))} in GrowPanel ({_money(c['difference'])})"
+                )
     return lines
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -64,8 +64,17 @@ class CustomerMrr:
 
     __slots__ = ("_subscriptions", "_start_months", "_cancellations", "_cancellation_months", "_refunds")
 
-    def __init__(self, invoices: Iterable[Mapping[str, Any]], factors: Mapping[str, Fraction]) -> None:
-        """Index a customer's stored invoices; `factors` maps each stored plan id to its factor."""
+    def __init__(
+        self,
+        invoices: Iterable[Mapping[str, Any]],
+        factors: Mapping[str, Fraction],
+        period_of: Callable[[Instant], Month] = month_of,
+    ) -> None:
+        """Index a customer's stored invoices; `factors` maps each stored plan id to its factor.
+
+        `period_of` maps an instant to its period; the rules are written for months and read the
+        same with any other period (sandbox.reports.periods): "the month" becomes "the period".
+        """
         subscriptions: list[_Subscription] = []
         cancellations: list[Instant] = []
         self._refunds: dict[Month, list[_Refund]] = {}
@@ -82,8 +91,8 @@ class CustomerMrr:
                         start,
                         _instant(invoice["date"]),
                         invoice["id"],
-                        month_of(start),
-                        month_of(_instant(invoice["end_date"])),
+                        period_of(start),
+                        period_of(_instant(invoice["end_date"])),
                         monthly(invoice["amount_cents"], factor),
                         factor,
                     )
@@ -94,7 +103,7 @@ class CustomerMrr:
                 plan_id = invoice.get("plan_id")
                 # Clarification 5: a plan_id that names no stored plan is monthly, not the plan of s.
                 own = None if plan_id is None else factors.get(plan_id, MONTHLY)
-                month = month_of(_instant(invoice["date"]))
+                month = period_of(_instant(invoice["date"]))
                 self._refunds.setdefault(month, []).append(_Refund(invoice["amount_cents"], own))
         subscriptions.sort()
         cancellations.sort()
@@ -103,7 +112,7 @@ class CustomerMrr:
         # (start_date < T, i.e. start month <= M) are always a prefix of the list.
         self._start_months = [sub.start_month for sub in subscriptions]
         self._cancellations = cancellations
-        self._cancellation_months = [month_of(instant) for instant in cancellations]
+        self._cancellation_months = [period_of(instant) for instant in cancellations]
 
     def at_end_of(self, month: Month) -> int:
         """The customer's MRR just before the first instant of the next month (rule 2)."""

@@ -36,13 +36,19 @@ def period(month: Month) -> str:
 
 def parse_range(raw: str) -> tuple[Month, Month]:
     """The first and last month of a `YYYYMMDD-YYYYMMDD` value; raises a 400 ApiError otherwise."""
+    first, last = parse_range_days(raw)
+    return first.year * 12 + first.month - 1, last.year * 12 + last.month - 1
+
+
+def parse_range_days(raw: str) -> tuple[date, date]:
+    """The first and last day of a `YYYYMMDD-YYYYMMDD` value; raises a 400 ApiError otherwise."""
     match = _RANGE_RE.fullmatch(raw)
     if match is None:
         raise ApiError(400, f"date must be YYYYMMDD-YYYYMMDD, got {raw!r}")
     first, last = (_day(text, raw) for text in match.groups())
     if first > last:
         raise ApiError(400, f"date range ends before it starts: {raw!r}")
-    return first.year * 12 + first.month - 1, last.year * 12 + last.month - 1
+    return first, last
 
 
 def _day(text: str, raw: str) -> date:

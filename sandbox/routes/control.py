@@ -1,4 +1,4 @@
-"""`/_sandbox/faults`: read and change faults and limits at run time (always served, no auth)."""
+"""`/_sandbox/faults`: read and change faults, limits and wire settings at run time (token required)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.bodies import read_body
 from sandbox.errors import ApiError
 from sandbox.faults import apply_changes, fault_config_as_json
 from sandbox.responses import JSONResponse
 from sandbox.state import SandboxState
+from sandbox.wire import WIRE_SETTINGS, apply_wire_changes, wire_config_as_json
 
 
 def routes(state: SandboxState) -> list[BaseRoute]:
@@ -23,7 +25,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
 
     async def change(request: Request) -> Response:
         try:
-            changes = orjson.loads(await request.body())
+            changes = orjson.loads(await read_body(request, state.config.control_body_bytes))
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, f"Request body is not valid JSON: {exc}") from None
         if type(changes) is not dict:
@@ -35,6 +37,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         state.faults.replace(state.config.faults)
         state.max_batch = state.config.max_batch
         state.limiter.set_rate(state.config.rate_limit)
+        state.wire = state.config.wire
         return JSONResponse(_current(state))
 
     return [
@@ -49,12 +52,14 @@ def _current(state: SandboxState) -> dict[str, Any]:
     data = fault_config_as_json(state.faults.config)
     data["max_batch"] = state.max_batch
     data["rate_limit"] = state.limiter.rate
+    data.update(wire_config_as_json(state.wire))
     return data
 
 
 def _apply(state: SandboxState, changes: dict[str, Any]) -> None:
     """Validate every change first, then apply them all (nothing changes on a 400)."""
     limits = {name: changes.pop(name) for name in ("max_batch", "rate_limit") if name in changes}
+    wire_changes = {name: changes.pop(name) for name in WIRE_SETTINGS if name in changes}
     max_batch = limits.get("max_batch", state.max_batch)
     if type(max_batch) is not int or max_batch < 1:
         raise ApiError(400, f"max_batch must be a positive integer, got {max_batch!r}")
@@ -63,9 +68,11 @@ def _apply(state: SandboxState, changes: dict[str, Any]) -> None:
         raise ApiError(400, f"rate_limit must be a positive number or null, got {rate!r}")
     try:
         apply_changes(state.faults.config, changes)
+        wire = apply_wire_changes(state.wire, wire_changes)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     state.faults.update(changes)
     state.max_batch = max_batch
+    state.wire = wire
     if "rate_limit" in limits:
         state.limiter.set_rate(float(rate) if rate is not None else None)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.bodies import parse_rows
+from sandbox.bodies import parse_rows, read_body
 from sandbox.errors import ApiError
 from sandbox.gate import admit, lose_if_planned
 from sandbox.ingest import ingest
@@ -19,7 +19,8 @@ from sandbox.store import KINDS
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+MAX_LIMIT = 10_000
+"""Largest `limit` of a listing: big enough to read a whole test data source in one request."""
 
 
 def routes(state: SandboxState) -> list[BaseRoute]:
@@ -36,9 +37,7 @@ def _upsert_endpoint(state: SandboxState, kind: str) -> Endpoint:
 
     async def upsert(request: Request) -> Response:
         admission = await admit(state, request)
-        body = await request.body()
-        if len(body) > state.config.max_body_bytes:
-            raise ApiError(413, f"Request body exceeds {state.config.max_body_bytes} bytes")
+        body = await read_body(request, state.config.max_body_bytes)
         rows = parse_rows(body, state.max_batch)
         admission.info["rows"] = len(rows)
         per_row = admission.plan.per_row_s
@@ -66,6 +65,9 @@ def _listing_endpoint(state: SandboxState, kind: str) -> Endpoint:
         limit = _int_param(query.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int_param(query.get("offset"), "offset", 0, 0, None)
         after = query.get("after")
+        if state.wire.listing_offset == "ignore":
+            # As the spec: no paging parameter at all, every request starts at the first id.
+            offset, after = 0, None
         count, items = state.store.listing(source, kind, limit, offset, after)
         admission.info["rows"] = len(items)
         return lose_if_planned(admission, JSONResponse({"result": {"count": count, "list": items}}))

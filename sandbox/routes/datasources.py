@@ -22,7 +22,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
 
     async def progress(request: Request) -> Response:
         admission = await admit(state, request)
-        snapshot = state.progress.snapshot(_own_source(request, admission))
+        snapshot = state.progress.snapshot(_own_source(request, admission), state.wire.shape)
         return lose_if_planned(admission, JSONResponse(snapshot))
 
     return [

@@ -81,7 +81,7 @@ def deployment(source_db: Database, workdir: Path) -> Iterator[Deployment]:
         "LOG_LEVEL": "DEBUG",
     }
     stack = Stack(env, sandbox_process.url, workdir)
-    view = SandboxView(sandbox_process.url, secret, "ds_secret")
+    view = SandboxView(sandbox_process.url, secret, "ds_secret", sandbox_process.inspect_token)
     try:
         migrated = stack.cli("migrate")
         assert migrated.code == 0, migrated.stderr
@@ -406,7 +406,7 @@ def test_the_client_verifies_tls_and_never_sends_the_key_to_an_unverified_server
 
 def test_there_is_no_setting_or_argument_that_turns_tls_verification_off() -> None:
     parameters = set(inspect.signature(GrowPanelClient.__init__).parameters)
-    assert parameters == {"self", "base_url", "timeout", "connect_timeout", "max_connections", "transport"}
+    assert parameters == {"self", "base_url", "timeout", "connect_timeout", "max_connections", "transport", "max_response_bytes", "max_retry_after"}
     words = ("verify", "ssl", "tls", "insecure", "cert")
     assert [name for name in Settings.model_fields if any(w in name for w in words)] == []
     # The pool the client builds verifies certificates and host names.

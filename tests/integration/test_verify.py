@@ -324,8 +324,8 @@ def test_rate_limit_is_respected_and_429_waited_out(stack: Stack, sandbox: Sandb
         assert len(gets) == 13 and not [r for r in gets if r["status"] == 429]
 
 
-def test_a_listing_that_ignores_offset_stops_the_check() -> None:
-    # Given an API whose listing answers the first page whatever the offset (the real API documents only `limit`)
+def test_a_listing_that_ignores_offset_and_gives_no_count_stops_the_check() -> None:
+    # Given an API whose listing answers the first page whatever the offset, with no `count` to size one request by
     def handler(request: httpx.Request) -> httpx.Response:
         rows = [{"id": f"c{n}"} for n in range(int(request.url.params["limit"]))]
         return httpx.Response(200, json={"result": {"list": rows}})
@@ -334,8 +334,7 @@ def test_a_listing_that_ignores_offset_stops_the_check() -> None:
     api = RemoteApi(client, "key", Settings(), LocalPacer(None))
     pages = listing_pages(api, "customers", "ds", ListingStats(), page_size=10)
     # Then the second, identical page stops the check instead of looping or counting rows twice
-    assert len(next(pages)) == 10
-    with pytest.raises(CheckIncomplete, match="ignores `offset`"):
+    with pytest.raises(CheckIncomplete, match="ignores `offset`.*announces no `count`"):
         next(pages)
 
 
@@ -372,3 +371,19 @@ def test_memory_stays_flat_on_a_source_ten_times_larger(stack: Stack, sandbox: S
     # Holding either side in memory would cost ~2 KB a row, some 30 MB more for the large source;
     # streaming both sides leaves the peak where it was (one page, one fetch, one customer).
     assert large_rss - small_rss < 8 * 1024, peaks
+
+
+def test_a_listing_that_ignores_offset_and_caps_limit_below_count_stops_the_check() -> None:
+    # Given an API that ignores `offset` and never answers more than 10 rows, of 25
+    def handler(request: httpx.Request) -> httpx.Response:
+        limit = min(int(request.url.params["limit"]), 10)
+        return httpx.Response(200, json={"result": {"count": 25, "list": [{"id": f"c{n:02d}"} for n in range(limit)]}})
+
+    client = GrowPanelClient("http://growpanel.test", transport=httpx.MockTransport(handler))
+    api = RemoteApi(client, "key", Settings(), LocalPacer(None))
+    stats = ListingStats()
+    pages = listing_pages(api, "customers", "ds", stats, page_size=10)
+    # Then the single request of limit=25 is tried, and its 10 rows stop the check: no strategy reads all 25
+    with pytest.raises(CheckIncomplete, match=r"one request with limit=25 answered 10 of 25 rows: the API caps `limit`"):
+        next(pages)
+    assert (stats.pages, stats.strategy) == (3, "single request (limit = count)")

@@ -16,7 +16,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from sandbox_helpers import KEYS, Api  # noqa: E402
+from sandbox_helpers import KEYS, TOKEN, Api  # noqa: E402
 
 from sandbox import SandboxConfig  # noqa: E402
 from sandbox.testing import SandboxProcess  # noqa: E402
@@ -27,7 +27,12 @@ def make_api() -> Callable[..., Api]:
     """Build an in-process sandbox with the test keys and inspection on, overriding config fields."""
 
     def build(**overrides: Any) -> Api:
-        settings: dict[str, Any] = {"keys": dict(KEYS), "inspect": True, "progress_delay": 0.3}
+        settings: dict[str, Any] = {
+            "keys": dict(KEYS),
+            "inspect": True,
+            "inspect_token": TOKEN,
+            "progress_delay": 0.3,
+        }
         settings.update(overrides)
         return Api(SandboxConfig(**settings))
 
@@ -52,7 +57,9 @@ def live_process() -> Iterator[SandboxProcess]:
 def live(live_process: SandboxProcess) -> Iterator[httpx.Client]:
     """A client of the live sandbox, reset (data, log, faults, limits) before the test."""
     with httpx.Client(
-        base_url=live_process.url, headers={"Authorization": "Bearer key_1"}, timeout=10
+        base_url=live_process.url,
+        headers={"Authorization": "Bearer key_1", **live_process.inspect_headers},
+        timeout=10,
     ) as client:
         assert client.post("/_sandbox/reset-all").status_code == 200
         yield client

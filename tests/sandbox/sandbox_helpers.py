@@ -15,6 +15,8 @@ from sandbox.testing import asgi_client
 
 KEYS = {"key_1": "ds_1", "key_2": "ds_2", "key_1b": "ds_1"}
 """Test keys: two for ds_1, one for ds_2."""
+TOKEN = "test-inspect-token"
+"""The X-Sandbox-Token of the in-process sandboxes."""
 
 
 def _dumps(body: Any) -> bytes:
@@ -38,13 +40,20 @@ class Api:
         return self.app.state.sandbox  # type: ignore[no-any-return]
 
     def request(
-        self, method: str, path: str, *, key: str | None = "default", **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = "default",
+        token: str | None = "default",
+        **kwargs: Any,
     ) -> httpx.Response:
-        """One request; key=None sends no Authorization header."""
+        """One request; key=None sends no Authorization header, token=None no X-Sandbox-Token."""
         api_key = self.key if key == "default" else key
+        inspect_token = self.app.state.sandbox.config.inspect_token if token == "default" else token
 
         async def call() -> httpx.Response:
-            async with asgi_client(self.app, api_key) as client:
+            async with asgi_client(self.app, api_key, inspect_token) as client:
                 return await client.request(method, path, **kwargs)
 
         return asyncio.run(call())

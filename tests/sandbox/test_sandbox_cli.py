@@ -90,7 +90,7 @@ def test_bad_key_from_a_real_process() -> None:
 
 
 def test_a_key_is_required() -> None:
-    result = CliRunner().invoke(sandbox_command, ["--port", "0"])
+    result = CliRunner(env={"SANDBOX_KEYS": None}).invoke(sandbox_command, ["--port", "0"])
     assert result.exit_code == 2 and "--key" in result.output
 
 
@@ -114,6 +114,12 @@ def test_help_lists_the_flags() -> None:
         "--throttle-retry-after",
         "--fault-path",
         "--seed",
+        "--inspect-token",
+        "SANDBOX_INSPECT_TOKEN",
+        "SANDBOX_KEYS",
+        "--wire",
+        "--mrr-unit",
+        "--listing-offset",
     ):
         assert flag in result.output
 
@@ -128,3 +134,16 @@ def test_python_dash_m_sandbox_is_the_same_command() -> None:
         env=child_env(),
     )
     assert done.returncode == 0 and "--key KEY=DATA_SOURCE_ID" in done.stdout
+
+
+def test_wire_flags_reach_the_running_sandbox() -> None:
+    flags = ("--wire", "legacy", "--mrr-unit", "units", "--listing-offset", "ignore")
+    with SandboxProcess({"k": "ds_9"}, *flags) as process:
+        settings = httpx.get(process.url + "/_sandbox/faults", headers=process.inspect_headers).json()
+        assert (settings["wire"], settings["mrr_unit"], settings["listing_offset"]) == ("legacy", "units", "ignore")
+        progress = httpx.get(process.url + "/data/data-sources/ds_9/progress", headers={"Authorization": "Bearer k"})
+        assert progress.json()["enqueued_count"] == 0
+        # Back to the SDK's shape at run time, without a restart.
+        httpx.post(process.url + "/_sandbox/faults", json={"wire": "sdk"}, headers=process.inspect_headers)
+        progress = httpx.get(process.url + "/data/data-sources/ds_9/progress", headers={"Authorization": "Bearer k"})
+        assert progress.json()["enqueuedCount"] == 0 and "enqueued_count" not in progress.json()

@@ -9,6 +9,11 @@ from typing import Any
 import pytest
 from sandbox_helpers import Api, customer, invoice, plan
 
+from sandbox.wire import WireConfig
+
+SDK_NAMES = ("enqueuedCount", "processedCount", "failedCount", "startedAt", "lastActivityAt")
+LEGACY_NAMES = ("enqueued_count", "processed_count", "failed_count", "started_at", "last_activity_at")
+
 
 def _wait_for_phase(api: Api, phase: str, timeout: float = 5.0) -> dict[str, Any]:
     """Poll the progress of ds_1 until it reports `phase`."""
@@ -21,16 +26,18 @@ def _wait_for_phase(api: Api, phase: str, timeout: float = 5.0) -> dict[str, Any
         time.sleep(0.02)
 
 
-def test_progress_phases_and_counts(make_api: Callable[..., Api]) -> None:
-    api = make_api(progress_delay=0.3)
+@pytest.mark.parametrize(("shape", "names"), [("sdk", SDK_NAMES), ("legacy", LEGACY_NAMES)])
+def test_progress_phases_and_counts(make_api: Callable[..., Api], shape: str, names: tuple[str, ...]) -> None:
+    enqueued, processed, failed, started, last = names
+    api = make_api(progress_delay=0.3, wire=WireConfig(shape=shape))
     idle = api.get("/data/data-sources/ds_1/progress").json()
     assert idle == {
         "phase": "idle",
-        "enqueued_count": 0,
-        "processed_count": 0,
-        "failed_count": 0,
-        "started_at": None,
-        "last_activity_at": None,
+        enqueued: 0,
+        processed: 0,
+        failed: 0,
+        started: None,
+        last: None,
     }
     # A batch with only errors stores nothing: counts move, the phase stays idle.
     api.rows("/data/plans", plan(currency="USD"))
@@ -38,19 +45,15 @@ def test_progress_phases_and_counts(make_api: Callable[..., Api]) -> None:
     api.rows("/data/plans", [plan(), plan(id="bad", currency="USD"), plan(id="plan_b")])
     processing = api.get("/data/data-sources/ds_1/progress").json()
     assert processing["phase"] == "processing"
-    assert (processing["enqueued_count"], processing["processed_count"], processing["failed_count"]) == (
-        4,
-        2,
-        2,
-    )
-    assert processing["started_at"] is not None and processing["last_activity_at"] is not None
+    assert (processing[enqueued], processing[processed], processing[failed]) == (4, 2, 2)
+    assert processing[started] is not None and processing[last] is not None
     done = _wait_for_phase(api, "done")
-    assert done["enqueued_count"] == 4
+    assert done[enqueued] == 4
     # Another stored batch starts a new processing window; started_at keeps the first batch's time.
     api.rows("/data/plans", plan())
     again = api.get("/data/data-sources/ds_1/progress").json()
-    assert again["phase"] == "processing" and again["started_at"] == processing["started_at"]
-    assert again["processed_count"] == 3
+    assert again["phase"] == "processing" and again[started] == processing[started]
+    assert again[processed] == 3
     _wait_for_phase(api, "done")
 
 
@@ -108,7 +111,8 @@ def test_listing_shape(api: Api, kind: str) -> None:
     api.rows("/data/invoices", invoice())
     body = api.get(f"/data/{kind}?source=ds_1&limit=10").json()
     expected = {"plans": plan(), "customers": customer(), "invoices": invoice()}[kind]
-    assert body == {"result": {"count": 1, "list": [expected]}}
+    # As stored, plus external_id (the SDK's listed plan requires it: the id in the source).
+    assert body == {"result": {"count": 1, "list": [{**expected, "external_id": expected["id"]}]}}
 
 
 def test_listing_is_ordered_by_id_and_pages_by_offset(listed: Api) -> None:
@@ -134,7 +138,28 @@ def test_listing_defaults(listed: Api, make_api: Callable[..., Api]) -> None:
     assert len(api.get("/data/plans?limit=1000").json()["result"]["list"]) == 150
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=abc", "offset=-1", "offset=x"])
+def test_limit_up_to_10000_reads_everything_at_once(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_batch=10_000)
+    api.rows("/data/customers", [customer(id=f"c{i:05d}") for i in range(10_000)])
+    body = api.get("/data/customers?limit=10000").json()["result"]
+    assert body["count"] == 10_000 and len(body["list"]) == 10_000
+    assert body["list"][-1]["id"] == "c09999"
+
+
+def test_offset_and_after_are_ignored_in_ignore_mode(listed: Api) -> None:
+    paged = listed.get("/data/customers?limit=5&offset=10").json()["result"]["list"]
+    assert paged[0]["id"] == "cust_10"
+    assert listed.post("/_sandbox/faults", {"listing_offset": "ignore"}).status_code == 200
+    for query in ("limit=5&offset=10", "limit=5&after=cust_09", "limit=5"):
+        body = listed.get(f"/data/customers?{query}").json()["result"]
+        assert [c["id"] for c in body["list"]] == [f"cust_{i:02d}" for i in range(5)], query
+        assert body["count"] == 25
+    # DELETE restores the start-up wire settings: offsets count again.
+    listed.request("DELETE", "/_sandbox/faults")
+    assert listed.get("/data/customers?limit=5&offset=10").json()["result"]["list"][0]["id"] == "cust_10"
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=10001", "limit=abc", "offset=-1", "offset=x"])
 def test_listing_bad_parameters_are_400(listed: Api, query: str) -> None:
     response = listed.get(f"/data/customers?{query}")
     assert response.status_code == 400 and "error" in response.json()

@@ -29,9 +29,22 @@ def _stored_plans(live: httpx.Client) -> list[str]:
 
 def test_fault_settings_read_update_and_restore(live: httpx.Client) -> None:
     initial = live.get("/_sandbox/faults").json()
-    assert initial == {**fault_config_as_json(FaultConfig()), "max_batch": 1000, "rate_limit": None}
-    answer = _set(live, error_rate=0.25, error_statuses=[503], lost_mode="close")
-    assert answer == {**initial, "error_rate": 0.25, "error_statuses": [503], "lost_mode": "close"}
+    assert initial == {
+        **fault_config_as_json(FaultConfig()),
+        "max_batch": 1000,
+        "rate_limit": None,
+        "wire": "sdk",
+        "mrr_unit": "cents",
+        "listing_offset": "honor",
+    }
+    answer = _set(live, error_rate=0.25, error_statuses=[503], lost_mode="close", wire="legacy")
+    assert answer == {
+        **initial,
+        "error_rate": 0.25,
+        "error_statuses": [503],
+        "lost_mode": "close",
+        "wire": "legacy",
+    }
     # A partial update keeps the other settings.
     answer = _set(live, latency_ms=5)
     assert answer["error_rate"] == 0.25 and answer["latency_ms"] == 5.0
@@ -54,6 +67,10 @@ def test_fault_settings_read_update_and_restore(live: httpx.Client) -> None:
         {"hang_seconds": -1},
         {"throttle_retry_after": 1.5},
         {"latency_ms": 5, "seed": "x"},
+        {"wire": "v2"},
+        {"mrr_unit": "dollars"},
+        {"listing_offset": True},
+        {"error_rate": 0.5, "wire": ["sdk"]},
     ],
 )
 def test_bad_fault_settings_are_400_and_change_nothing(live: httpx.Client, changes: dict[str, Any]) -> None:

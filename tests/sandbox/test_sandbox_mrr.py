@@ -17,9 +17,22 @@ from sandbox_helpers import DROP, Api, customer, invoice, plan
 
 from sandbox import StoreMode
 from sandbox.reports.customer_mrr import monthly, plan_factor
+from sandbox.wire import WireConfig
 
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
 NOTE = "amounts in cents, not converted"
+
+
+# These tests pin the MRR rules through the legacy answer shape ({"result": {..., "data"}}), kept as
+# wire=legacy; the SDK shape of the same figures is tested in test_sandbox_mrr_sdk.py.
+@pytest.fixture
+def make_api(make_api: Callable[..., Api]) -> Callable[..., Api]:
+    """The conftest's builder, with the legacy wire unless a test says otherwise."""
+
+    def build(**overrides: Any) -> Api:
+        return make_api(**{"wire": WireConfig(shape="legacy"), **overrides})
+
+    return build
 
 
 def sub(
@@ -590,6 +603,7 @@ def test_big_history_is_answered_quickly(make_api: Callable[..., Api]) -> None:
 
 
 def test_report_over_http(live: httpx.Client) -> None:
+    assert live.post("/_sandbox/faults", json={"wire": "legacy"}).status_code == 200
     for path, rows in (
         ("/data/plans", HAND_PLANS),
         ("/data/customers", HAND_CUSTOMERS),

@@ -192,11 +192,12 @@ class Stack:
 class SandboxView:
     """The sandbox's inspection routes, for one data source."""
 
-    def __init__(self, url: str, key: str, data_source: str) -> None:
+    def __init__(self, url: str, key: str, data_source: str, token: str) -> None:
         self.url = url
         self.key = key
         self.data_source = data_source
-        self.client = httpx.Client(base_url=url, timeout=10)
+        # The sandbox serves /_sandbox/* only with its inspection token (X-Sandbox-Token).
+        self.client = httpx.Client(base_url=url, timeout=10, headers={"X-Sandbox-Token": token})
 
     def ledger(self) -> dict[str, list[dict[str, Any]]]:
         """Stored objects of this data source by kind."""
