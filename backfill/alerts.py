@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from models.states import RunState
+
 log = logging.getLogger("growpanel_backfill.alerts")
 
 
@@ -19,7 +21,7 @@ class Alert:
     stage: str | None
     batch: str | None
     error: str
-    state: str = "paused"
+    state: str = RunState.PAUSED
 
 
 class Alerter:

@@ -13,9 +13,9 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-from models.states import STAGES
+from models.states import RUN_FINAL_STATES, STAGES, RunState
 
-FINAL_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled", "paused")
+FINAL_STATES = (*RUN_FINAL_STATES, RunState.PAUSED)
 
 
 def _done(stage: dict[str, Any]) -> int:

@@ -12,10 +12,10 @@ from sqlalchemy import Connection, text
 
 from backfill.errors import RunStateError
 from backfill.store import stage_counts
-from models.states import STAGES
+from models.states import RUN_FINAL_STATES, STAGES, RunState
 
 LOCAL_UNCHANGED = "unchanged (skipped locally)"
-FINAL_RUN_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled")
+FINAL_RUN_STATES = RUN_FINAL_STATES
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -53,7 +53,7 @@ def status_document(conn: Connection, run_id: int) -> dict[str, Any]:
             state = "done"
         elif index == current and run["state"] not in FINAL_RUN_STATES:
             state = "running"
-        elif index <= current and run["state"] in FINAL_RUN_STATES and run["state"] != "cancelled":
+        elif index <= current and run["state"] in FINAL_RUN_STATES and run["state"] != RunState.CANCELLED:
             state = "done"
         else:
             state = "waiting"

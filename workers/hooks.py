@@ -9,7 +9,7 @@ from typing import Any
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from backfill.alerts import Alert, Alerter
-from backfill.dispatch import SweepPolicy, sweep
+from backfill.sweep import SweepPolicy, sweep
 from models.db import make_engine
 from workers import resources
 from workers.celery_app import app, app_settings

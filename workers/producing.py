@@ -8,9 +8,10 @@ from sqlalchemy import text
 
 from backfill.alerts import Alert
 from backfill.errors import ConfigError
-from backfill.dispatch import pause_run
+from backfill.runs import pause_run
 from producers.produce import produce_run
 from producers.source import SourceReadError
+from models.states import RunState
 from workers.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ def run_producer(resources: WorkerResources, run_id: int) -> str:
     posting = resources.posting
     with posting.engine.connect() as conn:
         row = conn.execute(text("SELECT data_source, state FROM runs WHERE id = :r"), {"r": run_id}).first()
-    if row is None or row.state != "running":
+    if row is None or row.state != RunState.RUNNING:
         return "not running"
     try:
         done = produce_run(resources.producer(row.data_source), run_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backfill.dispatch import BatchRef
+from backfill.messages import BatchRef
 from workers import resources
 from workers.celery_app import app
 from workers.posting import process_batch
@@ -12,7 +12,7 @@ from workers.producing import run_producer
 @app.task(name="post_batch", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def post_batch(batch_id: int, run_id: int, stage: str, seq: int, part: str = "") -> str:
     """Post one batch and record its rows (see `workers.posting`)."""
-    return process_batch(resources.current().posting, BatchRef(batch_id, run_id, stage, seq, part))
+    return process_batch(resources.current().posting, BatchRef(batch_id, run_id, stage, seq, part)).value
 
 
 @app.task(name="produce", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
