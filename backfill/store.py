@@ -67,18 +67,8 @@ def insert_batch(
                 RETURNING id
                 """
             ),
-            {
-                "run_id": run_id,
-                "stage": stage,
-                "pass_no": pass_no,
-                "seq": seq,
-                "part": part,
-                "depends_on": depends_on,
-                "rows": rows,
-                "payload": payload,
-                "manifest": manifest,
-                "first_try_at": first_try_at,
-            },
+            {"run_id": run_id, "stage": stage, "pass_no": pass_no, "seq": seq, "part": part, "depends_on": depends_on,
+             "rows": rows, "payload": payload, "manifest": manifest, "first_try_at": first_try_at},
         ).scalar_one()
     )
 

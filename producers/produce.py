@@ -69,11 +69,18 @@ class ProducerContext:
         )
 
 
-def produce_run(ctx: ProducerContext, run_id: int) -> bool:
-    """Produce every stage not yet produced. Returns False if the lease could not be taken or was lost."""
-    # A token per call, not per process: two deliveries of `produce` to threads of one worker must not
-    # both hold the lease.
-    ctx = replace(ctx, owner=f"{ctx.owner}:{uuid.uuid4().hex[:12]}")
+def producer_token(owner: str) -> str:
+    """A lease token per production, not per process: two deliveries of `produce` to threads of one
+    worker must not both hold the lease."""
+    return f"{owner}:{uuid.uuid4().hex[:12]}"
+
+
+def produce_run(ctx: ProducerContext, run_id: int, token: str | None = None) -> bool:
+    """Produce every stage not yet produced. Returns False if the lease could not be taken or was lost.
+
+    `token`: the lease token, when the caller already took the lease with it (`runs.claim_producer`).
+    """
+    ctx = replace(ctx, owner=token or producer_token(ctx.owner))
     with ctx.engine.begin() as conn:
         run = claim_producer(conn, run_id, ctx.owner, ctx.lease_seconds)
     if run is None:

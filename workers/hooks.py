@@ -11,7 +11,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from backfill.alerts import Alert, Alerter
 from backfill.sweep import SweepPolicy, sweep
 from models.db import make_engine
-from workers import resources
+from workers import producing, resources
 from workers.celery_app import app, app_settings
 from workers.publisher import CeleryPublisher
 
@@ -41,8 +41,14 @@ def _init_child(**_: Any) -> None:
     resources.init_resources(app_settings(), int(app.conf.worker_concurrency or 1))
 
 
+# How long a shutting-down worker waits for its producers to reach a checkpoint and hand over; past it,
+# their lease expires and the sweeper restarts them elsewhere.
+PRODUCER_STOP_WAIT = 10.0
+
+
 @worker_process_shutdown.connect
 def _close_child(**_: Any) -> None:
+    producing.stop_producers(PRODUCER_STOP_WAIT)
     resources.close_resources()
 
 
@@ -55,6 +61,7 @@ def _start_sweeper(**_: Any) -> None:
 @worker_shutdown.connect
 def _stop_sweeper(**_: Any) -> None:
     _stop.set()
+    producing.stop_producers(PRODUCER_STOP_WAIT)
     resources.close_resources()
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 
 from backfill.dispatch import advance
+from backfill.errors import LeaseLost
 from backfill.settings import Settings
 from producers.produce import ProducerContext
 from workers.context import PostingContext
@@ -20,17 +22,18 @@ class WorkerResources:
     settings: Settings
     posting: PostingContext
 
-    def producer(self, data_source: str) -> ProducerContext:
-        """A producer context for a run of `data_source`."""
+    def producer(self, data_source: str, stopping: threading.Event | None = None) -> ProducerContext:
+        """A producer context for a run of `data_source`; it stops at a checkpoint once `stopping` is set."""
         posting = self.posting
         max_in_flight = self.settings.max_in_flight
-        return ProducerContext.from_settings(
-            self.settings,
-            posting.engine,
-            data_source,
-            owner=posting.owner,
-            on_checkpoint=lambda run_id: advance(posting.engine, run_id, posting.publisher, max_in_flight),
-        )
+
+        def on_checkpoint(run_id: int) -> None:
+            advance(posting.engine, run_id, posting.publisher, max_in_flight)
+            if stopping is not None and stopping.is_set():
+                # Everything up to here is committed: give the lease back (produce_run's finally).
+                raise LeaseLost(f"producer of run {run_id}: the worker is shutting down")
+
+        return ProducerContext.from_settings(self.settings, posting.engine, data_source, owner=posting.owner, on_checkpoint=on_checkpoint)
 
     def close(self) -> None:
         """Release connections (worker shutdown)."""
