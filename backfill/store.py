@@ -42,18 +42,8 @@ _IN_FLIGHT = sql_list(IN_FLIGHT_STATES)
 # --- insert -------------------------------------------------------------------------------------------
 
 def insert_batch(
-    conn: Connection,
-    *,
-    run_id: int,
-    stage: str,
-    pass_no: int,
-    seq: int,
-    depends_on: int | None,
-    rows: int,
-    payload: bytes | None,
-    manifest: bytes,
-    part: str = "",
-    first_try_at: datetime | None = None,
+    conn: Connection, *, run_id: int, stage: str, pass_no: int, seq: int, depends_on: int | None, rows: int,
+    payload: bytes | None, manifest: bytes, part: str = "", first_try_at: datetime | None = None,
 ) -> int:
     """A new pending batch (from the producer, or half of a split); returns its id."""
     return int(
@@ -186,15 +176,8 @@ class Half:
 
 
 def split(
-    conn: Connection,
-    ref: BatchRef,
-    owner: str,
-    *,
-    pass_no: int,
-    depends_on: int | None,
-    first_try_at: datetime | None,
-    halves: Sequence[Half],
-    error: str | None,
+    conn: Connection, ref: BatchRef, owner: str, *, pass_no: int, depends_on: int | None,
+    first_try_at: datetime | None, halves: Sequence[Half], error: str | None,
 ) -> list[int]:
     """running -> split, replaced by `halves` in a chain: the first depends on what the batch depended
     on, each next one on the one before, and whatever waited for the batch waits for its last half."""
@@ -226,15 +209,8 @@ def split(
 
 
 def record_attempt(
-    conn: Connection,
-    batch_id: int,
-    *,
-    rows_sent: int,
-    error: str | None,
-    started_at: datetime | None = None,
-    latency_ms: float | None = None,
-    http_status: int | None = None,
-    response_body: str | None = None,
+    conn: Connection, batch_id: int, *, rows_sent: int, error: str | None, started_at: datetime | None = None,
+    latency_ms: float | None = None, http_status: int | None = None, response_body: str | None = None,
 ) -> None:
     """One line of the batch's attempt history (`started_at` None: now, no exchange happened)."""
     conn.execute(
@@ -400,6 +376,15 @@ def requeue_overdue(conn: Connection, grace: float) -> list[BatchRef]:
 
 
 # --- counters -------------------------------------------------------------------------------------------
+
+def uncount(conn: Connection, batch_id: int, column: str, n: int) -> None:
+    """`n` rows of the batch were answered again by a later pass: they leave its counters (`column`
+    is one of the batch's n_* columns, a fixed name from `backfill.audit`)."""
+    conn.execute(
+        text(f"UPDATE batches SET {column} = {column} - :n, rows = rows - :n WHERE id = :b"),  # noqa: S608
+        {"n": n, "b": batch_id},
+    )
+
 
 def stage_counts(conn: Connection, run_id: int) -> dict[str, dict[str, int]]:
     """Per stage, the outcome counters summed over its batches (never over the audit table)."""

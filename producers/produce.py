@@ -21,8 +21,8 @@ from sqlalchemy import Connection, Engine, text
 from backfill import store
 from backfill.errors import ConfigError, LeaseLost
 from backfill.manifest import ManifestEntry, dump_manifest
-from backfill.settings import Settings
 from backfill.runs import claim_producer, mark_targets_found, release_producer, renew_producer
+from backfill.settings import Settings
 from models.states import STAGES
 from producers.batching import BatchDraft, Packer
 from producers.mapping import Mapping, check_columns
