@@ -337,6 +337,20 @@ def renew_producer(conn: Connection, run_id: int, owner: str, lease_seconds: flo
         raise LeaseLost(f"producer of run {run_id}")
 
 
+def extend_producer(conn: Connection, run_id: int, owner: str, lease_seconds: float) -> bool:
+    """Extend the producer lease only while `owner` holds it (never re-take a released or lost one)."""
+    row = conn.execute(
+        text(
+            f"""
+            UPDATE runs SET producer_lease_until = now() + make_interval(secs => :lease)
+            WHERE id = :r AND state = '{R.RUNNING}' AND producer_owner = :owner RETURNING id
+            """
+        ),
+        {"r": run_id, "owner": owner, "lease": lease_seconds},
+    ).first()
+    return row is not None
+
+
 def release_producer(conn: Connection, run_id: int, owner: str) -> None:
     """Give the lease back (production finished or stopped)."""
     conn.execute(

@@ -149,3 +149,24 @@ def test_a_worker_whose_clock_runs_15_minutes_fast_retries_within_the_default_ti
     retried = stack.sql("SELECT count(*) AS n FROM batches WHERE run_id = :r AND attempts > 1", r=run_id)[0]["n"]
     assert retried > 0, "no batch was retried: the test proves nothing"
     check_promise(stack, sandbox, run_id, source_db.url, source_schema)
+
+
+def test_a_query_slower_than_the_producer_lease_is_read_by_one_producer(
+    make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
+) -> None:
+    # Given a producer lease of 4 s and a customers query that takes 7 s to return its first row
+    stack: Stack = make_stack()
+    assert stack.env["PRODUCER_LEASE_SECONDS"] == "4"
+    seed(source_db.url, source_schema, SeedShape(customers=20, years=1, whales=0, whale_invoices=0, bad_rows=False))
+    slow = f"WITH slow AS (SELECT pg_sleep(7)) SELECT c.* FROM {source_schema}.customers c CROSS JOIN slow"
+    mapping = mapping_file(workdir, source_schema, customers=slow)
+    worker = stack.start_worker(concurrency=2)
+    # When the run goes through, with the sweeper looking for dead producers every 0.5 s
+    run_id = stack.start_run("--mapping", mapping)
+    doc = stack.wait_for_state(run_id, timeout=90)
+    # Then the lease was kept alive by time: one producer read the source, nobody started a second
+    assert doc["state"] == "succeeded"
+    log = worker.log()
+    assert log.count("'started'") == 1, "a second producer was started for a live one"
+    assert "'producers': 1" not in log
+    check_promise(stack, sandbox, run_id, source_db.url, source_schema)
