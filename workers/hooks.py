@@ -6,7 +6,14 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from backfill.alerts import Alert, Alerter
 from backfill.sweep import SweepPolicy, sweep
@@ -56,6 +63,13 @@ def _close_child(**_: Any) -> None:
 def _start_sweeper(**_: Any) -> None:
     _stop.clear()
     threading.Thread(target=_sweep_forever, name="growpanel-sweeper", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _stop_producing(**_: Any) -> None:
+    # As soon as the shutdown starts (while Celery waits for the tasks in flight), producers stop at
+    # their next checkpoint and hand over, instead of reading on until the process exits.
+    producing.stopping.set()
 
 
 @worker_shutdown.connect

@@ -84,6 +84,7 @@ def run_producer(resources: WorkerResources, run_id: int, data_source: str, toke
             _threads.discard(threading.current_thread())
     if not done and stopping.is_set():
         # This worker is shutting down: another one continues from the last checkpoint at once.
+        log.info("producer of run %s stopped at a checkpoint (worker shutting down): handed over", run_id)
         resources.posting.publisher.publish_produce(run_id)
         return "handed over"
     return "produced" if done else "not ours"

@@ -170,3 +170,33 @@ def test_a_query_slower_than_the_producer_lease_is_read_by_one_producer(
     assert log.count("'started'") == 1, "a second producer was started for a live one"
     assert "'producers': 1" not in log
     check_promise(stack, sandbox, run_id, source_db.url, source_schema)
+
+
+def test_a_worker_shutting_down_hands_its_producer_over_at_a_checkpoint(
+    make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
+) -> None:
+    # Given a producer lease of 60 s, and a worker producing a run whose customers query takes 6 s
+    stack: Stack = make_stack(PRODUCER_LEASE_SECONDS="60")
+    seed(source_db.url, source_schema, SeedShape(customers=20, years=1, whales=0, whale_invoices=0, bad_rows=False))
+    slow = f"WITH slow AS (SELECT pg_sleep(6)) SELECT c.* FROM {source_schema}.customers c CROSS JOIN slow"
+    mapping = mapping_file(workdir, source_schema, customers=slow)
+    leaving = stack.start_worker(concurrency=2)
+    run_id = stack.start_run("--mapping", mapping)
+    wait_until(
+        lambda: stack.sql("SELECT 1 FROM run_stages WHERE run_id = :r AND stage = 'plans' AND produced", r=run_id),
+        30,
+        message="the producer to be reading customers",
+    )
+    staying = stack.start_worker(concurrency=2)
+    # When it is asked to stop (a deploy's SIGTERM) while its producer waits for the source
+    stopped_at = time.monotonic()
+    os.killpg(leaving.process.pid, signal.SIGTERM)
+    leaving.process.wait(30)
+    # Then the producer stopped at its next checkpoint and another worker took production over at
+    # once, not after the 60 s lease
+    doc = stack.wait_for_state(run_id, timeout=45)
+    assert doc["state"] == "succeeded"
+    assert time.monotonic() - stopped_at < 40
+    assert "handed over" in leaving.log()
+    assert "'started'" in staying.log()
+    check_promise(stack, sandbox, run_id, source_db.url, source_schema)
