@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from backfill.api.redact import redact
+from models.states import RunState
 
 if TYPE_CHECKING:
     from backfill.settings import Settings
@@ -26,7 +27,7 @@ class Alert:
     stage: str | None
     batch: str | None
     error: str
-    state: str = "paused"
+    state: str = RunState.PAUSED
 
 
 class Alerter:

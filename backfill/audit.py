@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from backfill import store
 from models.states import ACCEPTED_OUTCOMES
 
 _COUNTER_OF = {
@@ -200,10 +201,7 @@ def _replace(
         key = "local" if row.outcome == "unchanged" and (row.message or "").startswith("skipped locally") else row.outcome
         decrements[(row.batch_id, _COUNTER_OF[key])] += 1
     for (old_batch, column), n in decrements.items():
-        conn.execute(
-            text(f"UPDATE batches SET {column} = {column} - :n, rows = rows - :n WHERE id = :b"),  # noqa: S608
-            {"n": n, "b": old_batch},
-        )
+        store.uncount(conn, old_batch, column, n)
     params = []
     for o in outcomes:
         values = _values(run_id, entity, batch_id, o, attempts, sent_at, answered_at)

@@ -3,6 +3,7 @@
 BackfillError
 ├── ConfigError            a setting, the mapping or the source is unusable: stop before sending (exit 3)
 ├── RunStateError          the command does not fit the run's state (a second active run, an unknown run)
+├── LeaseLost              a batch's or a producer's lease went to someone else: drop the work, they do it
 └── ApiError               something the GrowPanel API did, classified once in `backfill.api.classify`
     ├── RetriableApiError  5xx, network errors, timeouts, a broken 200: retry with backoff
     ├── ThrottledError     429: wait `retry_after`, do not use up an attempt
@@ -25,6 +26,10 @@ class ConfigError(BackfillError):
 
 class RunStateError(BackfillError):
     """The command does not fit the state of the run (or the run does not exist)."""
+
+
+class LeaseLost(BackfillError):
+    """The lease (of a batch, or of a run's producer) is no longer ours: another worker does the work now."""
 
 
 class ApiError(BackfillError):

@@ -1,17 +1,31 @@
-"""A run's life: create, pause, resume, cancel, retry. The database row lock on the run orders them."""
+"""A run's life: create, pause, cancel, reopen, retry, finish, and its producer lease: the one writer of `runs`.
+
+The database row lock on the run orders these. Publishing (a producer to restart, batches to queue)
+is the caller's: `backfill.dispatch.resume_run` wraps `reopen_run` with it.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from backfill.dispatch import BatchRef, Publisher, advance
-from backfill.errors import RunStateError
-from models.states import STAGES
+from backfill import store
+from backfill.errors import LeaseLost, RunStateError
+from models.states import (
+    REJECTED_OUTCOMES,
+    RUN_ACTIVE_STATES,
+    RUN_FINISHED_STATES,
+    STAGES,
+    RunState as R,
+    sql_list,
+)
+
+_ACTIVE = sql_list(RUN_ACTIVE_STATES)
 
 
 @dataclass(frozen=True)
@@ -35,10 +49,10 @@ def create_run(engine: Engine, options: RunOptions) -> int:
         with engine.begin() as conn:
             run_id = conn.execute(
                 text(
-                    """
+                    f"""
                     INSERT INTO runs (data_source, api_url, state, dry_run, only_changed, batch_size, mapping,
                                       mapping_file, reset_at, source_fingerprint)
-                    VALUES (:ds, :url, 'running', :dry, :only, :bs, CAST(:mapping AS jsonb), :file,
+                    VALUES (:ds, :url, '{R.RUNNING}', :dry, :only, :bs, CAST(:mapping AS jsonb), :file,
                             CASE WHEN :reset THEN now() END, :fingerprint)
                     RETURNING id
                     """
@@ -64,19 +78,28 @@ def create_run(engine: Engine, options: RunOptions) -> int:
                 conn.execute(text("ANALYZE audit"))
                 conn.commit()
     except IntegrityError:
-        active = active_run(engine, options.data_source)
+        with engine.connect() as conn:
+            active = other_active_run(conn, options.data_source)
         raise RunStateError(_active_message(active, options.data_source)) from None
     return int(run_id)
+
+
+def other_active_run(conn: Connection, data_source: str, except_run: int | None = None) -> tuple[int, str] | None:
+    """The running or paused (real) run of a data source other than `except_run`, if any."""
+    row = conn.execute(
+        text(
+            f"SELECT id, state FROM runs WHERE data_source = :ds AND state IN {_ACTIVE} AND NOT dry_run "
+            "AND id IS DISTINCT FROM :r LIMIT 1"
+        ),
+        {"ds": data_source, "r": except_run},
+    ).first()
+    return (row.id, row.state) if row else None
 
 
 def active_run(engine: Engine, data_source: str) -> tuple[int, str] | None:
     """The running or paused run of a data source, if any."""
     with engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT id, state FROM runs WHERE data_source = :ds AND state IN ('running', 'paused') AND NOT dry_run"),
-            {"ds": data_source},
-        ).first()
-    return (row.id, row.state) if row else None
+        return other_active_run(conn, data_source)
 
 
 def _active_message(active: tuple[int, str] | None, data_source: str) -> str:
@@ -89,7 +112,7 @@ def _active_message(active: tuple[int, str] | None, data_source: str) -> str:
     )
 
 
-def lock_run(conn: Connection, run_id: int) -> dict[str, object]:
+def lock_run(conn: Connection, run_id: int) -> dict[str, Any]:
     """Lock the run row for this transaction; RunStateError if it does not exist."""
     row = conn.execute(text("SELECT * FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id}).mappings().first()
     if row is None:
@@ -97,23 +120,68 @@ def lock_run(conn: Connection, run_id: int) -> dict[str, object]:
     return dict(row)
 
 
+def pause_run(conn: Connection, run_id: int, reason: str) -> bool:
+    """running -> paused, with the reason an operator will read; False if the run was not running."""
+    row = conn.execute(
+        text(
+            f"UPDATE runs SET state = '{R.PAUSED}', paused_reason = :reason "
+            f"WHERE id = :r AND state = '{R.RUNNING}' RETURNING id"
+        ),
+        {"reason": reason, "r": run_id},
+    ).first()
+    return row is not None
+
+
 def cancel_run(engine: Engine, run_id: int) -> str:
     """No new batches are queued; batches being posted finish; `resume` can pick the run up later."""
     with engine.begin() as conn:
         run = lock_run(conn, run_id)
-        if run["state"] not in ("running", "paused"):
+        if run["state"] not in RUN_ACTIVE_STATES:
             raise RunStateError(f"run {run_id} is {run['state']}; only a running or paused run can be cancelled")
         conn.execute(
-            text("UPDATE runs SET state = 'cancelled', paused_reason = 'cancelled by an operator', finished_at = now() WHERE id = :r"),
+            text(
+                f"UPDATE runs SET state = '{R.CANCELLED}', paused_reason = 'cancelled by an operator', "
+                "finished_at = now() WHERE id = :r"
+            ),
             {"r": run_id},
         )
         # Queued messages will find the run cancelled and drop; the batches wait as pending.
-        conn.execute(
-            text("UPDATE batches SET state = 'pending' WHERE run_id = :r AND state IN ('queued', 'retry_wait')"),
-            {"r": run_id},
-        )
-    return "cancelled"
+        store.hold_run(conn, run_id)
+    return R.CANCELLED
 
+
+# --- a stage and a run reaching their end (called by dispatch under the run's lock) ----------------------
+
+def lock_running(conn: Connection, run_id: int) -> bool:
+    """Lock the run if it is a running real run (the only kind dispatch moves forward)."""
+    row = conn.execute(text("SELECT state, dry_run FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id}).first()
+    return row is not None and row.state == R.RUNNING and not row.dry_run
+
+
+def close_stage(conn: Connection, run_id: int, stage: str, summary: dict[str, int]) -> None:
+    """The stage has a final outcome for every batch: record when, and its counters."""
+    conn.execute(
+        text("UPDATE run_stages SET done_at = now(), summary = CAST(:summary AS jsonb) WHERE run_id = :r AND stage = :s"),
+        {"r": run_id, "s": stage, "summary": orjson.dumps(summary).decode()},
+    )
+
+
+def open_stage(conn: Connection, run_id: int, stage: str) -> None:
+    """The run moves on to `stage`."""
+    conn.execute(text("UPDATE runs SET current_stage = :s WHERE id = :r"), {"s": stage, "r": run_id})
+
+
+def finish_run(conn: Connection, run_id: int) -> str:
+    """running -> succeeded, or completed_with_errors when a row was rejected; returns the state."""
+    state = R.COMPLETED_WITH_ERRORS if store.rejected_rows(conn, run_id) else R.SUCCEEDED
+    conn.execute(
+        text(f"UPDATE runs SET state = :state, finished_at = now() WHERE id = :r AND state = '{R.RUNNING}'"),
+        {"state": state, "r": run_id},
+    )
+    return state
+
+
+# --- resume and retry ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ResumeResult:
@@ -125,13 +193,13 @@ class ResumeResult:
     producer_restarted: bool
 
 
-def resume_run(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: int, started_at: float | None = None) -> ResumeResult:
-    """Re-queue every batch of the run that has no final outcome, and restart its producer if needed.
+def reopen_run(engine: Engine, run_id: int, started_at: float | None = None) -> ResumeResult:
+    """Set the run running again and every batch of it without a final outcome back to pending.
 
-    Batches queued before this command began (`started_at`, a local time.time()) may have lost their
+    Batches queued before the command began (`started_at`, a local time.time()) may have lost their
     message (Redis restarted empty): they go back to pending and are queued again. A concurrent `resume`
     waits on the run's row lock and then finds them queued after its own start, so it does not queue
-    them a second time.
+    them a second time. `producer_restarted` says the caller must publish a producer.
     """
     age = max(0.0, time.time() - started_at) if started_at is not None else 0.0
     with engine.begin() as conn:
@@ -141,55 +209,33 @@ def resume_run(engine: Engine, run_id: int, publisher: Publisher, max_in_flight:
         run = lock_run(conn, run_id)
         if run["dry_run"]:
             raise RunStateError(f"run {run_id} is a dry run; start a real run instead")
-        if run["state"] in ("succeeded", "completed_with_errors"):
+        if run["state"] in RUN_FINISHED_STATES:
             return ResumeResult(run_id, str(run["state"]), 0, False)
-        if run["state"] != "running":
-            other = conn.execute(
-                text(
-                    "SELECT id FROM runs WHERE data_source = :ds AND id <> :r AND state IN ('running', 'paused') AND NOT dry_run"
-                ),
-                {"ds": run["data_source"], "r": run_id},
-            ).scalar()
+        if run["state"] != R.RUNNING:
+            other = other_active_run(conn, run["data_source"], except_run=run_id)
             if other is not None:
                 raise RunStateError(
-                    f"run {other} for data source {run['data_source']} is active; cancel it before resuming run {run_id}"
+                    f"run {other[0]} for data source {run['data_source']} is active; cancel it before resuming run {run_id}"
                 )
         conn.execute(
             text(
-                "UPDATE runs SET state = 'running', paused_reason = NULL, finished_at = NULL, resumed_at = now() WHERE id = :r"
+                f"UPDATE runs SET state = '{R.RUNNING}', paused_reason = NULL, finished_at = NULL, resumed_at = now() "
+                "WHERE id = :r"
             ),
             {"r": run_id},
         )
-        requeued = conn.execute(
+        requeued = store.reopen_run(conn, run_id, began)
+        row = conn.execute(
             text(
                 """
-                UPDATE batches SET state = 'pending', lease_owner = NULL, lease_until = NULL,
-                    attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,
-                    throttled = CASE WHEN state = 'failed' THEN 0 ELSE throttled END,
-                    first_try_at = CASE WHEN state = 'failed' THEN NULL ELSE first_try_at END,
-                    deliveries = CASE WHEN state = 'failed' THEN 0 ELSE deliveries END,
-                    not_before = NULL, finished_at = NULL
-                WHERE run_id = :r AND (
-                    state = 'failed'
-                    OR (state IN ('queued', 'retry_wait') AND coalesce(queued_at, '-infinity') < :began)
-                    OR (state = 'running' AND lease_until < now())
-                )
-                RETURNING id
+                SELECT (SELECT bool_and(produced) FROM run_stages WHERE run_id = :r) AS produced,
+                       (producer_lease_until IS NULL OR producer_lease_until < now()) AS lease_free
+                FROM runs WHERE id = :r
                 """
             ),
-            {"r": run_id, "began": began},
-        ).all()
-        produced = conn.execute(
-            text("SELECT bool_and(produced) FROM run_stages WHERE run_id = :r"), {"r": run_id}
-        ).scalar_one()
-        lease_free = run["producer_lease_until"] is None or conn.execute(
-            text("SELECT :t < now()"), {"t": run["producer_lease_until"]}
-        ).scalar_one()
-        restart_producer = not produced and lease_free
-    if restart_producer:
-        publisher.publish_produce(run_id)
-    advance(engine, run_id, publisher, max_in_flight)
-    return ResumeResult(run_id, "running", len(requeued), bool(restart_producer))
+            {"r": run_id},
+        ).one()
+    return ResumeResult(run_id, R.RUNNING, requeued, bool(not row.produced and row.lease_free))
 
 
 def prepare_retry(engine: Engine, run_id: int) -> dict[str, int]:
@@ -203,25 +249,29 @@ def prepare_retry(engine: Engine, run_id: int) -> dict[str, int]:
                 f"run {run_id} was pruned at {run['pruned_at']:%Y-%m-%d %H:%M}: its rejected rows are no longer "
                 "recorded, start a new run instead"
             )
-        if run["state"] in ("running", "paused"):
+        if run["state"] in RUN_ACTIVE_STATES:
             raise RunStateError(
                 f"run {run_id} is {run['state']}; retry works on a finished run (resume or cancel it first)"
             )
-        other = conn.execute(
-            text("SELECT id FROM runs WHERE data_source = :ds AND id <> :r AND state IN ('running', 'paused') AND NOT dry_run"),
-            {"ds": run["data_source"], "r": run_id},
-        ).scalar()
+        if run["state"] not in RUN_FINISHED_STATES:
+            # A cancelled or failed run may not have read its whole source: a retry pass, which reads only
+            # the rejected rows, would never read the rest.
+            raise RunStateError(
+                f"run {run_id} is {run['state']}; retry works only on a succeeded or completed_with_errors run "
+                f"(`growpanel-backfill resume {run_id}` finishes it first)"
+            )
+        other = other_active_run(conn, run["data_source"], except_run=run_id)
         if other is not None:
-            raise RunStateError(f"run {other} for data source {run['data_source']} is active; let it finish first")
-        pass_no = int(run["pass_no"]) + 1  # type: ignore[call-overload]
+            raise RunStateError(f"run {other[0]} for data source {run['data_source']} is active; let it finish first")
+        pass_no = int(run["pass_no"]) + 1
         counts = {}
         for stage in STAGES:
             counts[stage] = conn.execute(
                 text(
-                    """
+                    f"""
                     INSERT INTO retry_targets (run_id, pass_no, entity, external_id)
                     SELECT run_id, :p, entity, external_id FROM audit
-                    WHERE run_id = :r AND entity = :s AND outcome IN ('error', 'invalid', 'skipped')
+                    WHERE run_id = :r AND entity = :s AND outcome IN {sql_list(REJECTED_OUTCOMES)}
                       AND external_id NOT LIKE '(no id: %'
                     """
                 ),
@@ -231,13 +281,13 @@ def prepare_retry(engine: Engine, run_id: int) -> dict[str, int]:
             return counts
         conn.execute(
             text(
-                """
-                UPDATE runs SET state = 'running', pass_no = :p, current_stage = 'plans', paused_reason = NULL,
+                f"""
+                UPDATE runs SET state = '{R.RUNNING}', pass_no = :p, current_stage = :first, paused_reason = NULL,
                     finished_at = NULL, resumed_at = now()
                 WHERE id = :r
                 """
             ),
-            {"p": pass_no, "r": run_id},
+            {"p": pass_no, "r": run_id, "first": STAGES[0]},
         )
         conn.execute(
             text(
@@ -252,4 +302,95 @@ def prepare_retry(engine: Engine, run_id: int) -> dict[str, int]:
     return counts
 
 
-__all__ = ["BatchRef", "RunOptions", "cancel_run", "create_run", "prepare_retry", "resume_run"]
+def mark_targets_found(conn: Connection, run_id: int, pass_no: int, stage: str, ids: list[str]) -> None:
+    """A retry pass read these ids from the source again (the others are reported as gone)."""
+    conn.execute(
+        text(
+            "UPDATE retry_targets SET found = true "
+            "WHERE run_id = :r AND pass_no = :p AND entity = :s AND external_id = ANY(:ids)"
+        ),
+        {"r": run_id, "p": pass_no, "s": stage, "ids": ids},
+    )
+
+
+# --- the producer lease ----------------------------------------------------------------------------------
+
+def claim_producer(conn: Connection, run_id: int, owner: str, lease_seconds: float) -> dict[str, Any] | None:
+    """Take (or renew) the producer lease of a running run; None when someone else holds it."""
+    row = conn.execute(
+        text(
+            f"""
+            UPDATE runs SET producer_owner = :owner, producer_lease_until = now() + make_interval(secs => :lease)
+            WHERE id = :run_id AND state = '{R.RUNNING}'
+              AND (producer_owner IS NULL OR producer_owner = :owner OR producer_lease_until < now())
+            RETURNING pass_no, batch_size, mapping, data_source, source_fingerprint
+            """
+        ),
+        {"owner": owner, "lease": lease_seconds, "run_id": run_id},
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+def renew_producer(conn: Connection, run_id: int, owner: str, lease_seconds: float) -> None:
+    """Extend the producer lease we hold; LeaseLost if it went to another producer or the run stopped."""
+    if claim_producer(conn, run_id, owner, lease_seconds) is None:
+        raise LeaseLost(f"producer of run {run_id}")
+
+
+def extend_producer(conn: Connection, run_id: int, owner: str, lease_seconds: float) -> bool:
+    """Extend the producer lease only while `owner` holds it (never re-take a released or lost one)."""
+    row = conn.execute(
+        text(
+            f"""
+            UPDATE runs SET producer_lease_until = now() + make_interval(secs => :lease)
+            WHERE id = :r AND state = '{R.RUNNING}' AND producer_owner = :owner RETURNING id
+            """
+        ),
+        {"r": run_id, "owner": owner, "lease": lease_seconds},
+    ).first()
+    return row is not None
+
+
+def release_producer(conn: Connection, run_id: int, owner: str) -> None:
+    """Give the lease back (production finished or stopped)."""
+    conn.execute(
+        text("UPDATE runs SET producer_owner = NULL, producer_lease_until = NULL WHERE id = :r AND producer_owner = :o"),
+        {"r": run_id, "o": owner},
+    )
+
+
+def runs_needing_producer(conn: Connection, start_timeout: float) -> list[int]:
+    """Running runs with a stage left to produce whose producer's lease expired, or that never got
+    one within `start_timeout` of their (re)start (the produce message was lost)."""
+    return list(
+        conn.execute(
+            text(
+                f"""
+                SELECT r.id FROM runs r
+                WHERE r.state = '{R.RUNNING}' AND NOT r.dry_run
+                  AND EXISTS (SELECT 1 FROM run_stages s WHERE s.run_id = r.id AND NOT s.produced)
+                  AND (r.producer_lease_until < now()
+                       OR (r.producer_lease_until IS NULL
+                           AND greatest(r.started_at, coalesce(r.resumed_at, r.started_at))
+                               < now() - make_interval(secs => :timeout)))
+                """
+            ),
+            {"timeout": start_timeout},
+        ).scalars()
+    )
+
+
+def running_runs(conn: Connection) -> list[int]:
+    """Real runs in state running."""
+    return list(conn.execute(text(f"SELECT id FROM runs WHERE state = '{R.RUNNING}' AND NOT dry_run")).scalars())
+
+
+__all__ = [
+    "ResumeResult",
+    "RunOptions",
+    "cancel_run",
+    "create_run",
+    "pause_run",
+    "prepare_retry",
+    "reopen_run",
+]

@@ -47,16 +47,10 @@ class Harness:
 
     def producer(self, run_id: int) -> Any:
         """A ProducerContext for runs of the bench data source (checkpoints dispatch nothing)."""
-        from producers.normalize import PayloadOptions
         from producers.produce import ProducerContext
 
-        return ProducerContext(
-            engine=self.engine,
-            source_url=self.source_url,
-            options=PayloadOptions(data_source=DATA_SOURCE),
-            lease_seconds=120.0,
-            owner=f"bench:{os.getpid()}",
-            on_checkpoint=lambda _run: None,
+        return ProducerContext.from_settings(
+            self.settings, self.engine, DATA_SOURCE, owner=f"bench:{os.getpid()}", on_checkpoint=lambda _run: None
         )
 
     def create_run(self, mapping_path: str, batch_size: int) -> int:
@@ -97,20 +91,15 @@ class Harness:
 @contextmanager
 def harness(source_url: str, batch_size: int = 500) -> Iterator[Harness]:
     """Start the services and build the contexts; stop and drop everything afterwards."""
-    from backfill.alerts import Alerter
-    from backfill.api import GrowPanelClient
-    from backfill.ratelimit import SharedRateLimiter
     from backfill.settings import load_settings
-    from models.db import make_engine
     from workers.celery_app import app, use_settings
-    from workers.posting import PostingContext
+    from workers.context import PostingContext
     from workers.publisher import CeleryPublisher
 
     state = Database("inproc_state", prefix="gpbench")
     redis_server = RedisServer().start()
     sandbox = start_sandbox({KEY: DATA_SOURCE}, 0.0, None)
-    engine = None
-    client = None
+    posting = None
     try:
         settings = load_settings(
             database_url=state.url,
@@ -124,23 +113,13 @@ def harness(source_url: str, batch_size: int = 500) -> Iterator[Harness]:
         if migrated.returncode != 0:
             raise RuntimeError(migrated.stderr)
         use_settings(settings)
-        engine = make_engine(state.url, pool_size=2, application_name="bench in-process")
-        client = GrowPanelClient(sandbox.url, max_connections=4)
-        posting = PostingContext(
-            engine=engine,
-            settings=settings,
-            client=client,
-            publisher=CeleryPublisher(app),
-            alerter=Alerter(None),
-            owner=f"bench:{os.getpid()}",
-            limiter=SharedRateLimiter(redis_server.client(), None),
+        posting = PostingContext.from_settings(
+            settings, CeleryPublisher(app), owner=f"bench:{os.getpid()}", application_name="bench in-process"
         )
-        yield Harness(engine, source_url, posting, settings)
+        yield Harness(posting.engine, source_url, posting, settings)
     finally:
-        if client is not None:
-            client.close()
-        if engine is not None:
-            engine.dispose()
+        if posting is not None:
+            posting.close()
         sandbox.stop()
         redis_server.cleanup()
         state.drop()

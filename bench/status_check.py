@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, event, text
 
+from backfill.manifest import load_manifest
 from bench.services import ROOT, run_cli
 
 
@@ -221,7 +222,7 @@ def audit_readers(engine: Engine, run_id: int, data_source: str) -> list[IndexUs
             text("SELECT manifest FROM batches WHERE run_id = :r AND stage = 'invoices' ORDER BY seq DESC LIMIT 1"),
             {"r": run_id},
         ).scalar_one()
-    entries = orjson.loads(manifest)
+    entries = load_manifest(manifest)
     readers: list[tuple[str, Callable[[Connection], Any]]] = [
         ("errors RUN (every rejected row)", lambda c: list(iter_errors(c, run_id))),
         ("invoice batch: skip rows of rejected customers/plans", lambda c: local_outcomes(c, run_id, "invoices", data_source, entries, False)),

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
+from backfill.manifest import load_manifest
 from bench.inprocess import DATA_SOURCE, KEY, harness
 from bench.seeder import SourceShape, mapping_text, seed_source
 from bench.services import Database
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                     {"r": run_id, "n": args.rows},
                 ).one()
             ref = BatchRef(batch.id, run_id, "invoices", batch.seq)
-            entries = orjson.loads(batch.manifest)
+            entries = load_manifest(batch.manifest)
             payload = bytes(batch.payload)
             # Customers and plans must be known to the sandbox for a clean answer: post them once.
             for stage in ("plans", "customers"):

@@ -6,12 +6,12 @@ import re
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, text
 
 from backfill.errors import RunStateError
+from backfill.manifest import load_manifest
 from console.safe_text import visible
-from models.states import STAGES
+from models.states import STAGES, BatchState
 
 _POSITION = re.compile(r"^(\d+)(?:\.([01]+))?$")
 # The text view shows this much of a response body; `--json` has all that was kept.
@@ -106,7 +106,7 @@ def _depends_on(conn: Connection, batch_id: int | None) -> str | None:
 
 def _halves(conn: Connection, batch: dict[str, Any]) -> list[dict[str, Any]]:
     """The two batches that replaced this one after a 413 (empty unless it was split)."""
-    if batch["state"] != "split":
+    if batch["state"] != BatchState.SPLIT:
         return []
     rows = conn.execute(
         text(
@@ -123,8 +123,8 @@ def _halves(conn: Connection, batch: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _rows(conn: Connection, batch: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per manifest row: the answer this batch got for it, or where the row was answered."""
-    entries = orjson.loads(batch["manifest"])
-    ids = [str(e[0]) for e in entries]
+    entries = load_manifest(batch["manifest"])
+    ids = [str(e.id) for e in entries]
     final = {
         r.external_id: r
         for r in conn.execute(
@@ -157,7 +157,7 @@ def _rows(conn: Connection, batch: dict[str, Any]) -> list[dict[str, Any]]:
     for entry, row_id in zip(entries, ids):
         item: dict[str, Any] = {
             "id": row_id,
-            "in_payload": entry[1] is not None,
+            "in_payload": entry.sendable,
             "outcome": None,
             "message": None,
             "http_status": None,
@@ -175,9 +175,9 @@ def _rows(conn: Connection, batch: dict[str, Any]) -> list[dict[str, Any]]:
             # Answered by a half of this batch (after a 413): the outcome is that half's.
             item.update(outcome=audit.outcome, message=audit.message, http_status=audit.http_status)
             item["answered_in"] = label(audit.seq, audit.part)
-        elif entry[2] is not None:
+        elif entry.outcome is not None:
             # Rejected by the producer; the audit row is written when the batch is recorded.
-            item.update(outcome=entry[2], message=entry[3])
+            item.update(outcome=entry.outcome, message=entry.message)
         item["sent"] = item["http_status"] is not None if item["outcome"] is not None else None
         out.append(item)
     return out

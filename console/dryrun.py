@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, text
 
 from backfill.audit import counters, write_outcomes
+from backfill.manifest import load_manifest
 from console.reasons import Reason, group_reasons
 from console.safe_text import visible
-from models.states import STAGES
+from models.states import STAGES, RunState
 from producers.produce import ProducerContext, produce_run
 from workers.decide import local_outcomes
 
@@ -30,7 +30,7 @@ def run_dry(ctx: ProducerContext, run_id: int, only_changed: bool) -> None:
         ).scalar_one()
         conn.execute(
             text("UPDATE runs SET state = :s, finished_at = now(), current_stage = 'invoices' WHERE id = :r"),
-            {"s": "completed_with_errors" if rejected else "succeeded", "r": run_id},
+            {"s": RunState.COMPLETED_WITH_ERRORS if rejected else RunState.SUCCEEDED, "r": run_id},
         )
 
 
@@ -45,7 +45,7 @@ def _resolve_stage(engine: Engine, run_id: int, stage: str, data_source: str, on
     for batch_id in batch_ids:
         with engine.begin() as conn:
             manifest = conn.execute(text("SELECT manifest FROM batches WHERE id = :b"), {"b": batch_id}).scalar_one()
-            entries = orjson.loads(manifest)
+            entries = load_manifest(manifest)
             local = local_outcomes(conn, run_id, stage, data_source, entries, only_changed)
             outcomes = [local[i] for i in sorted(local)]
             counts = counters(outcomes)

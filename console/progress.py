@@ -14,11 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from console.status import outcome_line
-from models.states import STAGES
+from models.states import RUN_FINAL_STATES, STAGES, RunState
 
 __all__ = ["outcome_line", "watch"]
 
-FINAL_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled", "paused")
+FINAL_STATES = (*RUN_FINAL_STATES, RunState.PAUSED)
 
 
 def _done(stage: dict[str, Any]) -> int:

@@ -15,10 +15,10 @@ from typing import Any
 from backfill.errors import RunStateError
 from console.query import fetch, stream
 from console.safe_text import csv_cell, visible
-from models.states import STAGES
+from models.states import RUN_FINAL_STATES, STAGES, RunState
 
 LOCAL_UNCHANGED = "unchanged (skipped locally)"
-FINAL_RUN_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled")
+FINAL_RUN_STATES = RUN_FINAL_STATES
 COUNTERS = ("rows", "inserted", "updated", "unchanged", "success", "local", "error", "invalid", "skipped", "failed_batches")
 
 
@@ -82,7 +82,7 @@ def status_document(conn: Any, run_id: int) -> dict[str, Any]:
             state = "done"
         elif index == current and run["state"] not in FINAL_RUN_STATES:
             state = "running"
-        elif index <= current and run["state"] in FINAL_RUN_STATES and run["state"] != "cancelled":
+        elif index <= current and run["state"] in FINAL_RUN_STATES and run["state"] != RunState.CANCELLED:
             state = "done"
         else:
             state = "waiting"

@@ -10,11 +10,8 @@ keeps that customer's invoices in chronological order across requests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-# One manifest entry per audit row: [id, payload hash (hex) or None, local outcome or None, message or None,
-# customer_id or None, plan_id or None].
-ManifestEntry = list[Any]
+from backfill.manifest import ManifestEntry
 
 
 @dataclass

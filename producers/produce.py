@@ -18,9 +18,13 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, text
 
-from backfill.errors import ConfigError
+from backfill import store
+from backfill.errors import ConfigError, LeaseLost
+from backfill.manifest import ManifestEntry, dump_manifest
+from backfill.runs import claim_producer, mark_targets_found, release_producer, renew_producer
+from backfill.settings import Settings
 from models.states import STAGES
-from producers.batching import BatchDraft, ManifestEntry, Packer
+from producers.batching import BatchDraft, Packer
 from producers.mapping import Mapping, check_columns
 from producers.normalize import PayloadOptions, RowBuilder
 from producers.source import DUPS, GROUP, RANK, SourceReadError, StageReader, fingerprint, source_connection
@@ -30,10 +34,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_BATCHES = 20
 CHECKPOINT_SECONDS = 1.0
 _DUMPS = orjson.dumps
-
-
-class LeaseLost(Exception):
-    """Another producer owns the run now, or the run stopped running."""
 
 
 @dataclass(frozen=True)
@@ -48,36 +48,39 @@ class ProducerContext:
     # Called after each checkpoint so the coordinator can dispatch what was just written.
     on_checkpoint: Callable[[int], None]
 
-
-def claim_producer(conn: Connection, run_id: int, owner: str, lease_seconds: float) -> dict[str, Any] | None:
-    """Take (or renew) the producer lease of a running run; None when someone else holds it."""
-    row = conn.execute(
-        text(
-            """
-            UPDATE runs SET producer_owner = :owner, producer_lease_until = now() + make_interval(secs => :lease)
-            WHERE id = :run_id AND state = 'running'
-              AND (producer_owner IS NULL OR producer_owner = :owner OR producer_lease_until < now())
-            RETURNING pass_no, batch_size, mapping, data_source, source_fingerprint
-            """
-        ),
-        {"owner": owner, "lease": lease_seconds, "run_id": run_id},
-    ).mappings().first()
-    return dict(row) if row else None
-
-
-def release_producer(conn: Connection, run_id: int, owner: str) -> None:
-    """Give the lease back (production finished or stopped)."""
-    conn.execute(
-        text("UPDATE runs SET producer_owner = NULL, producer_lease_until = NULL WHERE id = :r AND producer_owner = :o"),
-        {"r": run_id, "o": owner},
-    )
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, engine: Engine, data_source: str, owner: str, on_checkpoint: Callable[[int], None]
+    ) -> ProducerContext:
+        """A producer of runs of `data_source`, with the payload options and lease of `settings`."""
+        settings.require("source_database_url")
+        assert settings.source_database_url is not None
+        return cls(
+            engine=engine,
+            source_url=settings.source_database_url,
+            options=PayloadOptions(
+                data_source=data_source,
+                invoice_amount_field=settings.invoice_amount_field,
+                plan_send_external_id=settings.plan_send_external_id,
+            ),
+            lease_seconds=settings.producer_lease_seconds,
+            owner=owner,
+            on_checkpoint=on_checkpoint,
+        )
 
 
-def produce_run(ctx: ProducerContext, run_id: int) -> bool:
-    """Produce every stage not yet produced. Returns False if the lease could not be taken or was lost."""
-    # A token per call, not per process: two deliveries of `produce` to threads of one worker must not
-    # both hold the lease.
-    ctx = replace(ctx, owner=f"{ctx.owner}:{uuid.uuid4().hex[:12]}")
+def producer_token(owner: str) -> str:
+    """A lease token per production, not per process: two deliveries of `produce` to threads of one
+    worker must not both hold the lease."""
+    return f"{owner}:{uuid.uuid4().hex[:12]}"
+
+
+def produce_run(ctx: ProducerContext, run_id: int, token: str | None = None) -> bool:
+    """Produce every stage not yet produced. Returns False if the lease could not be taken or was lost.
+
+    `token`: the lease token, when the caller already took the lease with it (`runs.claim_producer`).
+    """
+    ctx = replace(ctx, owner=token or producer_token(ctx.owner))
     with ctx.engine.begin() as conn:
         run = claim_producer(conn, run_id, ctx.owner, ctx.lease_seconds)
     if run is None:
@@ -180,12 +183,12 @@ def _entry(
         ext_id = f"(no id: source row {ordinal})"
         problems = problems or ["id is required"]
     if dups > 1:
-        return [ext_id, None, "invalid", f"id appears {dups} times in the source", customer_id, plan_id], None
+        return ManifestEntry(ext_id, None, "invalid", f"id appears {dups} times in the source", customer_id, plan_id), None
     if problems:
-        return [ext_id, None, "invalid", "; ".join(problems), customer_id, plan_id], None
+        return ManifestEntry(ext_id, None, "invalid", "; ".join(problems), customer_id, plan_id), None
     # The mapping fixes the key order, so the same row always gives the same bytes (and hash).
     body = _DUMPS(payload)
-    return [ext_id, hashlib.blake2b(body, digest_size=16).hexdigest(), None, None, customer_id, plan_id], body
+    return ManifestEntry(ext_id, hashlib.blake2b(body, digest_size=16).hexdigest(), None, None, customer_id, plan_id), body
 
 
 class _BatchWriter:
@@ -219,8 +222,7 @@ class _BatchWriter:
     def commit(self, produced: bool, rows_read: int | None = None, next_seq: int | None = None) -> None:
         """Insert the buffered batches and move the stage's resume point past them, atomically."""
         with self.ctx.engine.begin() as conn:
-            if claim_producer(conn, self.run_id, self.ctx.owner, self.ctx.lease_seconds) is None:
-                raise LeaseLost(self.run_id)
+            renew_producer(conn, self.run_id, self.ctx.owner, self.ctx.lease_seconds)
             tail_customer = None
             for draft in self.pending:
                 self.last_id = _insert_batch(conn, self.run_id, self.pass_no, self.stage, draft, self.last_id)
@@ -261,40 +263,23 @@ class _BatchWriter:
 
 
 def _insert_batch(conn: Connection, run_id: int, pass_no: int, stage: str, draft: BatchDraft, prev_id: int | None) -> int:
-    rows = len(draft.entries)
-    return int(
-        conn.execute(
-            text(
-                """
-                INSERT INTO batches (run_id, stage, pass_no, seq, state, depends_on, rows, payload, manifest)
-                VALUES (:run_id, :stage, :pass_no, :seq, 'pending', :depends_on, :rows, :payload, :manifest)
-                RETURNING id
-                """
-            ),
-            {
-                "run_id": run_id,
-                "stage": stage,
-                "pass_no": pass_no,
-                "seq": draft.seq,
-                "depends_on": prev_id if draft.chained else None,
-                "rows": rows,
-                "payload": draft.payload(),
-                "manifest": orjson.dumps(draft.entries),
-            },
-        ).scalar_one()
+    return store.insert_batch(
+        conn,
+        run_id=run_id,
+        stage=stage,
+        pass_no=pass_no,
+        seq=draft.seq,
+        depends_on=prev_id if draft.chained else None,
+        rows=len(draft.entries),
+        payload=draft.payload(),
+        manifest=dump_manifest(draft.entries),
     )
 
 
 def _mark_targets_found(conn: Connection, run_id: int, pass_no: int, stage: str, drafts: list[BatchDraft]) -> None:
     if pass_no == 1:
         return
-    ids = [e[0] for d in drafts for e in d.entries]
-    conn.execute(
-        text(
-            "UPDATE retry_targets SET found = true WHERE run_id = :r AND pass_no = :p AND entity = :s AND external_id = ANY(:ids)"
-        ),
-        {"r": run_id, "p": pass_no, "s": stage, "ids": ids},
-    )
+    mark_targets_found(conn, run_id, pass_no, stage, [e.id for d in drafts for e in d.entries])
 
 
 __all__ = ["ConfigError", "LeaseLost", "ProducerContext", "SourceReadError", "produce_run", "produce_stage"]

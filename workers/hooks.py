@@ -6,12 +6,19 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from backfill.alerts import Alert, Alerter
-from backfill.dispatch import SweepPolicy, sweep
+from backfill.sweep import SweepPolicy, sweep
 from models.db import make_engine
-from workers import resources
+from workers import producing, resources
 from workers.celery_app import app, app_settings
 from workers.publisher import CeleryPublisher
 
@@ -41,8 +48,14 @@ def _init_child(**_: Any) -> None:
     resources.init_resources(app_settings(), int(app.conf.worker_concurrency or 1))
 
 
+# How long a shutting-down worker waits for its producers to reach a checkpoint and hand over; past it,
+# their lease expires and the sweeper restarts them elsewhere.
+PRODUCER_STOP_WAIT = 10.0
+
+
 @worker_process_shutdown.connect
 def _close_child(**_: Any) -> None:
+    producing.stop_producers(PRODUCER_STOP_WAIT)
     resources.close_resources()
 
 
@@ -52,9 +65,17 @@ def _start_sweeper(**_: Any) -> None:
     threading.Thread(target=_sweep_forever, name="growpanel-sweeper", daemon=True).start()
 
 
+@worker_shutting_down.connect
+def _stop_producing(**_: Any) -> None:
+    # As soon as the shutdown starts (while Celery waits for the tasks in flight), producers stop at
+    # their next checkpoint and hand over, instead of reading on until the process exits.
+    producing.stopping.set()
+
+
 @worker_shutdown.connect
 def _stop_sweeper(**_: Any) -> None:
     _stop.set()
+    producing.stop_producers(PRODUCER_STOP_WAIT)
     resources.close_resources()
 
 

@@ -1,61 +1,52 @@
 """Posting one batch: claim it, decide what is sent, send it, and record every row's outcome.
 
 Plain functions, no Celery: the task in `workers.tasks` is a thin adapter around `process_batch`.
-Every transition happens under the batch's lease (`state = 'running' AND lease_owner = me`), so a
-duplicate message, a second worker or a sweeper's re-queue can never record a batch twice.
+Every transition goes through `backfill.store` under the batch's lease (`state = 'running' AND
+lease_owner = me`), so a duplicate message, a second worker or a sweeper's re-queue can never record a
+batch twice; while the batch is being processed the process's `LeaseKeeper` keeps its lease alive.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection
 
-from backfill.alerts import Alert, Alerter
-from backfill.api import Exchange, GrowPanelClient, backoff_delay, body_text, classify, redact
+from backfill import store
+from backfill.alerts import Alert
+from backfill.api import Exchange, backoff_delay, body_text, classify, redact
 from backfill.audit import Outcome, clean_text, counters, write_outcomes
-from backfill.dispatch import BatchRef, Publisher, advance_on, pause_run
+from backfill.dispatch import advance_on
 from backfill.errors import (
     ApiError,
     FatalApiError,
+    LeaseLost,
     RejectedError,
     RetriableApiError,
     ThrottledError,
     TooLargeError,
 )
-from backfill.ratelimit import SharedRateLimiter
-from backfill.settings import Settings
-from workers.decide import local_outcomes, payload_hash
+from backfill.manifest import ManifestEntry, dump_manifest, load_manifest
+from backfill.messages import BatchRef, BatchResult
+from backfill.runs import pause_run
+from models.states import BatchState, CLAIMABLE_STATES, RunState
+from workers.decide import local_outcomes
+from workers.context import PostingContext
 from workers.results import match_results
 
 log = logging.getLogger(__name__)
 
 # Longest pacing wait spent in a worker slot; longer waits go back to the queue with a countdown.
 MAX_PACING_SLEEP = 2.0
-
-
-@dataclass
-class PostingContext:
-    """Per-process resources for posting, built in the worker start-up hook."""
-
-    engine: Engine
-    settings: Settings
-    client: GrowPanelClient
-    publisher: Publisher
-    alerter: Alerter
-    owner: str
-    limiter: SharedRateLimiter | None = None
-    sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=random.Random)
 
 
 @dataclass
@@ -66,10 +57,13 @@ class Claimed:
     pass_no: int
     rows: int
     payload: bytes | None
-    entries: list[list[Any]]
+    entries: list[ManifestEntry]
     attempts: int
     throttled: int
     first_try_at: datetime
+    # Seconds since the first try when the lease was taken, on the database's clock.
+    elapsed_at_claim: float
+    claimed_at: float  # time.monotonic() at the claim: elapsed time never reads the local wall clock
     depends_on: int | None
     data_source: str
     api_url: str
@@ -79,36 +73,38 @@ class Claimed:
     # This claim's lease token: unique per claim, so two threads of one process never share a lease.
     owner: str
 
+    def elapsed(self) -> float:
+        """Seconds since the batch's first try (database clock at the claim, then a monotonic clock)."""
+        return self.elapsed_at_claim + time.monotonic() - self.claimed_at
 
-def process_batch(ctx: PostingContext, ref: BatchRef) -> str:
+
+def process_batch(ctx: PostingContext, ref: BatchRef) -> BatchResult:
     """Post one batch if it is ours to post; returns what happened (for logs and tests)."""
     with ctx.engine.connect() as conn:
         batch = _claim(ctx, conn, ref)
         if batch is None:
             return _not_claimed(ctx, conn, ref)
         try:
-            result = _process_claimed(ctx, batch)
+            with ctx.leases.holding(ref.batch_id, batch.owner) if ctx.leases is not None else nullcontext():
+                result = _process_claimed(ctx, batch)
         except Exception as exc:  # noqa: BLE001 - a bug or a surprise must not lose the batch
             log.exception("batch %s: unexpected error", ref.label)
             result = _transient_failure(ctx, batch, None, f"internal error: {type(exc).__name__}: {exc}")
-        if result in ("done", "failed", "split"):
+        if result.finished:
             advance_on(conn, ref.run_id, ctx.publisher, ctx.settings.max_in_flight)
     return result
 
 
-class _LeaseLost(Exception):
-    """The batch's lease went to another worker: it records the batch, not us."""
-
-
-def _keeps_lease(func: Callable[..., str]) -> Callable[..., str]:
-    """Turn a lost lease inside `func` into the result "lost" (its transaction rolled back)."""
+def _keeps_lease(func: Callable[..., BatchResult]) -> Callable[..., BatchResult]:
+    """Turn a lost lease inside `func` into BatchResult.LOST (its transaction rolled back)."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> str:
+    def wrapper(ctx: PostingContext, batch: Claimed, *args: Any, **kwargs: Any) -> BatchResult:
         try:
-            return func(*args, **kwargs)
-        except _LeaseLost:
-            return "lost"
+            return func(ctx, batch, *args, **kwargs)
+        except LeaseLost:
+            log.warning("batch %s: lease lost; another worker records it", batch.ref.label)
+            return BatchResult.LOST
 
     return wrapper
 
@@ -116,22 +112,7 @@ def _keeps_lease(func: Callable[..., str]) -> Callable[..., str]:
 def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | None:
     owner = f"{ctx.owner}:{uuid.uuid4().hex[:12]}"
     with conn.begin():
-        row = conn.execute(
-            text(
-                """
-                UPDATE batches b SET state = 'running', lease_owner = :owner,
-                    lease_until = now() + make_interval(secs => :lease),
-                    first_try_at = coalesce(b.first_try_at, now())
-                FROM runs r
-                WHERE b.id = :id AND r.id = b.run_id AND r.state = 'running'
-                  AND b.state IN ('queued', 'retry_wait')
-                  AND (b.not_before IS NULL OR b.not_before <= now() + interval '50 milliseconds')
-                RETURNING b.pass_no, b.rows, b.payload, b.manifest, b.attempts, b.throttled, b.first_try_at,
-                          b.depends_on, r.data_source, r.api_url, r.only_changed
-                """
-            ),
-            {"owner": owner, "lease": ctx.settings.lease_seconds, "id": ref.batch_id},
-        ).first()
+        row = store.claim(conn, ref.batch_id, owner, ctx.settings.lease_seconds)
     if row is None:
         return None
     return Claimed(
@@ -139,10 +120,12 @@ def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | No
         pass_no=row.pass_no,
         rows=row.rows,
         payload=row.payload,
-        entries=orjson.loads(row.manifest),
+        entries=load_manifest(row.manifest),
         attempts=row.attempts,
         throttled=row.throttled,
         first_try_at=row.first_try_at,
+        elapsed_at_claim=float(row.elapsed),
+        claimed_at=time.monotonic(),
         depends_on=row.depends_on,
         data_source=row.data_source,
         api_url=row.api_url,
@@ -152,41 +135,29 @@ def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | No
     )
 
 
-def _not_claimed(ctx: PostingContext, conn: Connection, ref: BatchRef) -> str:
+def _not_claimed(ctx: PostingContext, conn: Connection, ref: BatchRef) -> BatchResult:
     """Why the claim failed: a paused run (hold the batch), an early retry (re-queue), or a duplicate."""
     with conn.begin():
-        row = conn.execute(
-            text(
-                """
-                SELECT b.state, r.state AS run_state, extract(epoch FROM b.not_before - now()) AS remaining
-                FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.id = :id
-                """
-            ),
-            {"id": ref.batch_id},
-        ).first()
+        row = store.why_not_claimed(conn, ref.batch_id)
         if row is None:
-            return "gone"
-        if row.run_state != "running" and row.state in ("queued", "retry_wait"):
+            return BatchResult.GONE
+        if row.run_state != RunState.RUNNING and row.state in CLAIMABLE_STATES:
             # Paused or cancelled: the batch waits in the database, `resume` queues it again.
-            conn.execute(
-                text("UPDATE batches SET state = 'pending' WHERE id = :id AND state IN ('queued', 'retry_wait')"),
-                {"id": ref.batch_id},
-            )
-            return "held"
-    if row.state == "retry_wait" and row.remaining is not None and float(row.remaining) > 0:
-        remaining = float(row.remaining)
-        if remaining <= ctx.settings.max_countdown:
-            ctx.publisher.publish_batch(ref, countdown=remaining)
-        return "early"
-    return "duplicate"
+            store.hold_unclaimed(conn, ref.batch_id)
+            return BatchResult.HELD
+    if row.state == BatchState.RETRY_WAIT and row.remaining is not None and row.remaining > 0:
+        if row.remaining <= ctx.settings.max_countdown:
+            ctx.publisher.publish_batch(ref, countdown=row.remaining)
+        return BatchResult.EARLY
+    return BatchResult.DUPLICATE
 
 
-def _process_claimed(ctx: PostingContext, batch: Claimed) -> str:
+def _process_claimed(ctx: PostingContext, batch: Claimed) -> BatchResult:
     ref = batch.ref
     entries = batch.entries
     with batch.conn.begin():
         local = local_outcomes(batch.conn, ref.run_id, ref.stage, batch.data_source, entries, batch.only_changed)
-    send = [i for i, entry in enumerate(entries) if entry[1] is not None and i not in local]
+    send = [i for i, entry in enumerate(entries) if entry.sendable and i not in local]
     if not send:
         return _finalize(ctx, batch, local, {}, None, [])
     key = ctx.settings.api_key_for(batch.data_source)
@@ -225,7 +196,10 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> str:
         return _pause_for(ctx, batch, str(exc), exchange)
     except RejectedError as exc:
         message = clean_text(str(exc), 2000)
-        rejected = {i: Outcome(entries[i][0], "error", message, http_status=exc.status, payload_hash=payload_hash(entries[i]), sent=True) for i in send}
+        rejected = {
+            i: Outcome(entries[i].id, "error", message, http_status=exc.status, payload_hash=entries[i].hash_bytes, sent=True)
+            for i in send
+        }
         return _finalize(ctx, batch, local, rejected, exchange, send)
     except RetriableApiError as exc:
         return _transient_failure(ctx, batch, exchange, str(exc))
@@ -236,13 +210,13 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> str:
         if message is not None:
             message = clean_text(redact(message, key))
             export_status = clean_text(redact(export_status, key), 200)
-        sent[i] = Outcome(entries[i][0], outcome, message, export_status, payload_hash(entries[i]), status, sent=True)
+        sent[i] = Outcome(entries[i].id, outcome, message, export_status, entries[i].hash_bytes, status, sent=True)
     return _finalize(ctx, batch, local, sent, exchange, send)
 
 
-def _body(batch: Claimed, entries: list[list[Any]], send: list[int]) -> bytes:
+def _body(batch: Claimed, entries: list[ManifestEntry], send: list[int]) -> bytes:
     """The payload as produced, or rebuilt without the rows that were decided locally."""
-    hashed = [i for i, entry in enumerate(entries) if entry[1] is not None]
+    hashed = [i for i, entry in enumerate(entries) if entry.sendable]
     assert batch.payload is not None
     if len(hashed) == len(send):
         return batch.payload
@@ -258,45 +232,19 @@ def _backoff(ctx: PostingContext, n: int) -> float:
 
 def _record_attempt(conn: Connection, batch_id: int, exchange: Exchange | None, rows_sent: int, error: str | None, key: str | None) -> None:
     if exchange is None:
-        conn.execute(
-            text(
-                "INSERT INTO batch_attempts (batch_id, started_at, rows_sent, error) VALUES (:b, now(), :n, :e)"
-            ),
-            {"b": batch_id, "n": rows_sent, "e": clean_text(error)},
-        )
+        store.record_attempt(conn, batch_id, rows_sent=rows_sent, error=clean_text(error))
         return
     clean = exchange.status == 200 and error is None
-    conn.execute(
-        text(
-            """
-            INSERT INTO batch_attempts (batch_id, started_at, latency_ms, rows_sent, http_status, error, response_body)
-            VALUES (:b, :t, :lat, :n, :s, :e, :body)
-            """
-        ),
-        {
-            "b": batch_id,
-            "t": exchange.started_at,
-            "lat": exchange.latency_ms,
-            "n": rows_sent,
-            "s": exchange.status,
-            "e": clean_text(redact(error or exchange.error, key)),
-            "body": None if clean else clean_text(body_text(exchange, key), 70000),
-        },
+    store.record_attempt(
+        conn,
+        batch_id,
+        rows_sent=rows_sent,
+        error=clean_text(redact(error or exchange.error, key)),
+        started_at=exchange.started_at,
+        latency_ms=exchange.latency_ms,
+        http_status=exchange.status,
+        response_body=None if clean else clean_text(body_text(exchange, key), 70000),
     )
-
-
-def _release(conn: Connection, batch: Claimed, owner: str, sets: str, params: dict[str, Any]) -> None:
-    """Update the batch only while we still hold its lease (_LeaseLost, and a rollback, otherwise)."""
-    row = conn.execute(
-        text(
-            f"UPDATE batches SET {sets}, lease_owner = NULL, lease_until = NULL "  # noqa: S608 - fixed fragments
-            "WHERE id = :id AND state = 'running' AND lease_owner = :owner RETURNING id"
-        ),
-        {**params, "id": batch.ref.batch_id, "owner": owner},
-    ).first()
-    if row is None:
-        log.warning("batch %s: lease lost; another worker records it", batch.ref.label)
-        raise _LeaseLost
 
 
 @_keeps_lease
@@ -307,7 +255,7 @@ def _finalize(
     sent: dict[int, Outcome],
     exchange: Exchange | None,
     send: list[int],
-) -> str:
+) -> BatchResult:
     outcomes = [local.get(i) or sent[i] for i in range(len(batch.entries))]
     counts = counters(outcomes)
     attempts = batch.attempts + (1 if exchange is not None else 0)
@@ -315,14 +263,7 @@ def _finalize(
     key = ctx.settings.api_key_for(batch.data_source)
     with batch.conn.begin():
         conn = batch.conn
-        sets = ", ".join(f"{column} = :{column}" for column in counts)
-        _release(
-            conn,
-            batch,
-            batch.owner,
-            f"state = 'done', finished_at = now(), attempts = :attempts, last_error = NULL, {sets}",
-            {"attempts": attempts, **counts},
-        )
+        store.finish(conn, batch.ref.batch_id, batch.owner, attempts, counts)
         write_outcomes(
             conn,
             run_id=batch.ref.run_id,
@@ -336,10 +277,10 @@ def _finalize(
         )
         if exchange is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, len(send), None, key)
-    return "done"
+    return BatchResult.DONE
 
 
-def _transient_failure(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error: str) -> str:
+def _transient_failure(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error: str) -> BatchResult:
     attempts = batch.attempts + 1
     if attempts > len(ctx.settings.retry_backoff):
         return _fail(ctx, batch, exchange, f"gave up after {attempts} attempts: {error}", attempts)
@@ -357,10 +298,9 @@ def _reschedule(
     attempts: int,
     throttled: int,
     error: str | None,
-) -> str:
+) -> BatchResult:
     """Back to the queue after `delay` (a countdown message), unless the batch's time budget is spent."""
-    elapsed = (datetime.now(timezone.utc) - batch.first_try_at).total_seconds()
-    if error is not None and elapsed + delay > ctx.settings.batch_time_budget:
+    if error is not None and batch.elapsed() + delay > ctx.settings.batch_time_budget:
         return _fail(
             ctx,
             batch,
@@ -372,131 +312,95 @@ def _reschedule(
     key = ctx.settings.api_key_for(batch.data_source)
     with batch.conn.begin():
         conn = batch.conn
-        _release(
-            conn,
-            batch,
-            batch.owner,
-            "state = 'retry_wait', not_before = now() + make_interval(secs => :delay), attempts = :attempts, "
-            "throttled = :throttled, last_error = coalesce(:error, last_error)",
-            {
-                "delay": delay,
-                "attempts": attempts,
-                "throttled": throttled,
-                "error": clean_text(redact(error, key)),
-            },
-        )
+        store.reschedule(conn, batch.ref.batch_id, batch.owner, delay, attempts, throttled, clean_text(redact(error, key)))
         if exchange is not None or error is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), error, key)
     if delay <= ctx.settings.max_countdown:
         ctx.publisher.publish_batch(batch.ref, countdown=delay)
     # Longer waits are picked up by the sweeper once `not_before` has passed.
     log.info("batch %s: retry in %.3f s (%s)", batch.ref.label, delay, error or "paced")
-    return "retry"
+    return BatchResult.RETRY
 
 
 def _sendable(batch: Claimed) -> int:
-    return sum(1 for e in batch.entries if e[1] is not None)
+    return sum(1 for e in batch.entries if e.sendable)
 
 
 @_keeps_lease
-def _fail(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error: str, attempts: int) -> str:
+def _fail(ctx: PostingContext, batch: Claimed, exchange: Exchange | None, error: str, attempts: int) -> BatchResult:
     key = ctx.settings.api_key_for(batch.data_source)
     error = clean_text(redact(error, key)) or error
     with batch.conn.begin():
         conn = batch.conn
-        _release(
-            conn,
-            batch,
-            batch.owner,
-            "state = 'failed', finished_at = now(), attempts = :attempts, last_error = :error",
-            {"attempts": attempts, "error": error},
-        )
+        store.fail(conn, batch.ref.batch_id, batch.owner, attempts, error)
         _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), error, key)
         paused = pause_run(conn, batch.ref.run_id, f"batch {batch.ref.label} failed: {error}")
     if paused:
         ctx.alerter.send(Alert(batch.ref.run_id, batch.data_source, batch.ref.stage, batch.ref.label, error))
-    return "failed"
+    return BatchResult.FAILED
 
 
 @_keeps_lease
-def _pause_for(ctx: PostingContext, batch: Claimed, reason: str, exchange: Exchange | None = None) -> str:
+def _pause_for(ctx: PostingContext, batch: Claimed, reason: str, exchange: Exchange | None = None) -> BatchResult:
     """A problem every batch shares (key, URL): hold this batch and pause the run at once."""
     key = ctx.settings.api_key_for(batch.data_source)
     reason = clean_text(redact(reason, key)) or reason
     with batch.conn.begin():
         conn = batch.conn
-        _release(
-            conn, batch, batch.owner, "state = 'pending', last_error = :error", {"error": reason}
-        )
+        store.hold(conn, batch.ref.batch_id, batch.owner, reason)
         if exchange is not None:
             _record_attempt(conn, batch.ref.batch_id, exchange, _sendable(batch), reason, key)
         paused = pause_run(conn, batch.ref.run_id, reason)
     if paused:
         ctx.alerter.send(Alert(batch.ref.run_id, batch.data_source, batch.ref.stage, batch.ref.label, reason))
-    return "paused"
+    return BatchResult.PAUSED
 
 
 @_keeps_lease
 def _split(
     ctx: PostingContext, batch: Claimed, exchange: Exchange, local: dict[int, Outcome], send: list[int], error: str
-) -> str:
+) -> BatchResult:
     """413: replace the batch by its two halves, the second depending on the first."""
     entries = batch.entries
     if len(send) < 2:
         too_large = {
-            i: Outcome(entries[i][0], "error", f"the API refused this row as too large ({error})", http_status=413, payload_hash=payload_hash(entries[i]), sent=True)
+            i: Outcome(
+                entries[i].id, "error", f"the API refused this row as too large ({error})", http_status=413,
+                payload_hash=entries[i].hash_bytes, sent=True,
+            )
             for i in send
         }
         return _finalize(ctx, batch, local, too_large, exchange, send)
-    hashed = [i for i, e in enumerate(entries) if e[1] is not None]
+    hashed = [i for i, e in enumerate(entries) if e.sendable]
     bodies = dict(zip(hashed, orjson.loads(batch.payload or b"[]")))
     # Cut at the middle of the rows being sent, keeping manifest order.
     cut = send[len(send) // 2]
-    halves = [list(range(0, cut)), list(range(cut, len(entries)))]
+    halves = []
+    for part in (range(0, cut), range(cut, len(entries))):
+        half_bodies = [bodies[i] for i in part if i in bodies]
+        halves.append(
+            store.Half(
+                rows=len(part),
+                payload=orjson.dumps(half_bodies) if half_bodies else None,
+                manifest=dump_manifest([entries[i] for i in part]),
+            )
+        )
     key = ctx.settings.api_key_for(batch.data_source)
     with batch.conn.begin():
         conn = batch.conn
-        _release(
+        store.split(
             conn,
-            batch,
+            batch.ref,
             batch.owner,
-            "state = 'split', finished_at = now(), rows = 0, last_error = :error",
-            {"error": clean_text(redact(error, key))},
+            pass_no=batch.pass_no,
+            depends_on=batch.depends_on,
+            first_try_at=batch.first_try_at,
+            halves=halves,
+            error=clean_text(redact(error, key)),
         )
         _record_attempt(conn, batch.ref.batch_id, exchange, len(send), error, key)
-        previous = batch.depends_on
-        for n, half in enumerate(halves):
-            half_entries = [entries[i] for i in half]
-            half_bodies = [bodies[i] for i in half if i in bodies]
-            previous = conn.execute(
-                text(
-                    """
-                    INSERT INTO batches (run_id, stage, pass_no, seq, part, state, depends_on, rows, payload, manifest,
-                                         first_try_at)
-                    VALUES (:r, :s, :p, :seq, :part, 'pending', :dep, :rows, :payload, :manifest, :first)
-                    RETURNING id
-                    """
-                ),
-                {
-                    "r": batch.ref.run_id,
-                    "s": batch.ref.stage,
-                    "p": batch.pass_no,
-                    "seq": batch.ref.seq,
-                    "part": batch.ref.part + str(n),
-                    "dep": previous,
-                    "rows": len(half_entries),
-                    "payload": orjson.dumps(half_bodies) if half_bodies else None,
-                    "manifest": orjson.dumps(half_entries),
-                    "first": batch.first_try_at,
-                },
-            ).scalar_one()
-        # Whatever waited for the whole batch now waits for its second half.
-        conn.execute(
-            text("UPDATE batches SET depends_on = :last WHERE depends_on = :old AND id <> :last"),
-            {"last": previous, "old": batch.ref.batch_id},
-        )
     log.info("batch %s: split in two after HTTP 413", batch.ref.label)
-    return "split"
+    return BatchResult.SPLIT
 
 
-__all__ = ["ApiError", "PostingContext", "process_batch"]
+__all__ = ["ApiError", "BatchResult", "PostingContext", "process_batch"]

@@ -6,7 +6,7 @@ import logging
 
 from celery import Celery
 
-from backfill.dispatch import BatchRef
+from backfill.messages import BatchRef
 from workers.celery_app import BATCH_QUEUE, PRODUCE_QUEUE
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ _RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, 
 
 
 class CeleryPublisher:
-    """The `backfill.dispatch.Publisher` over Celery's `send_task`."""
+    """The `backfill.messages.Publisher` over Celery's `send_task`."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app

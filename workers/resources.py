@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 
-import redis
-
-from backfill.alerts import Alerter
-from backfill.api import GrowPanelClient
-from backfill.ratelimit import SharedRateLimiter
+from backfill.dispatch import advance
+from backfill.errors import LeaseLost
 from backfill.settings import Settings
-from models.db import make_engine
-from producers.normalize import PayloadOptions
 from producers.produce import ProducerContext
-from workers.posting import PostingContext
+from workers.context import PostingContext
 from workers.publisher import CeleryPublisher
 
 
@@ -25,33 +21,23 @@ class WorkerResources:
 
     settings: Settings
     posting: PostingContext
-    redis: redis.Redis
 
-    def producer(self, data_source: str) -> ProducerContext:
-        """A producer context for a run of `data_source`."""
-        from backfill.dispatch import advance
-
-        settings = self.settings
-        assert settings.source_database_url is not None
+    def producer(self, data_source: str, stopping: threading.Event | None = None) -> ProducerContext:
+        """A producer context for a run of `data_source`; it stops at a checkpoint once `stopping` is set."""
         posting = self.posting
-        return ProducerContext(
-            engine=posting.engine,
-            source_url=settings.source_database_url,
-            options=PayloadOptions(
-                data_source=data_source,
-                invoice_amount_field=settings.invoice_amount_field,
-                plan_send_external_id=settings.plan_send_external_id,
-            ),
-            lease_seconds=settings.producer_lease_seconds,
-            owner=posting.owner,
-            on_checkpoint=lambda run_id: advance(posting.engine, run_id, posting.publisher, settings.max_in_flight),
-        )
+        max_in_flight = self.settings.max_in_flight
+
+        def on_checkpoint(run_id: int) -> None:
+            advance(posting.engine, run_id, posting.publisher, max_in_flight)
+            if stopping is not None and stopping.is_set():
+                # Everything up to here is committed: give the lease back (produce_run's finally).
+                raise LeaseLost(f"producer of run {run_id}: the worker is shutting down")
+
+        return ProducerContext.from_settings(self.settings, posting.engine, data_source, owner=posting.owner, on_checkpoint=on_checkpoint)
 
     def close(self) -> None:
         """Release connections (worker shutdown)."""
-        self.posting.client.close()
-        self.posting.engine.dispose()
-        self.redis.close()
+        self.posting.close()
 
 
 _current: WorkerResources | None = None
@@ -65,25 +51,10 @@ def init_resources(settings: Settings, concurrency: int) -> WorkerResources:
     from workers.celery_app import app
 
     settings.require("database_url", "celery_broker_url", "source_database_url")
-    assert settings.database_url and settings.celery_broker_url
-    engine = make_engine(settings.database_url, pool_size=concurrency + 2, application_name="growpanel-backfill worker")
-    client = GrowPanelClient(
-        settings.growpanel_api_url,
-        timeout=settings.http_timeout,
-        connect_timeout=settings.http_connect_timeout,
-        max_connections=max(10, concurrency * 2),
+    posting = PostingContext.from_settings(
+        settings, CeleryPublisher(app), owner=f"{socket.gethostname()}:{os.getpid()}", concurrency=concurrency
     )
-    redis_client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=10, socket_connect_timeout=10)
-    posting = PostingContext(
-        engine=engine,
-        settings=settings,
-        client=client,
-        publisher=CeleryPublisher(app),
-        alerter=Alerter(settings.alert_webhook_url),
-        owner=f"{socket.gethostname()}:{os.getpid()}",
-        limiter=SharedRateLimiter(redis_client, settings.growpanel_max_rps),
-    )
-    _current = WorkerResources(settings=settings, posting=posting, redis=redis_client)
+    _current = WorkerResources(settings=settings, posting=posting)
     return _current
 
 

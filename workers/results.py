@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from backfill.manifest import ManifestEntry
 from models.states import ACCEPTED_OUTCOMES
 
 # (outcome, raw export_status, message)
@@ -27,13 +28,13 @@ def _one(entry_id: str, result: Any, position: int) -> RowResult:
     return "error", None, f"result #{position} has no export_status"
 
 
-def match_results(entries: list[list[Any]], results: list[Any]) -> list[RowResult]:
+def match_results(entries: list[ManifestEntry], results: list[Any]) -> list[RowResult]:
     """One result per sent row, by position, checked against the echoed id.
 
     If the positions do not line up but every sent id is answered exactly once, results are matched by
     id instead; rows left without an answer are errors that say so.
     """
-    ids = [entry[0] for entry in entries]
+    ids = [entry.id for entry in entries]
     echoed = [r.get("id") if isinstance(r, dict) else None for r in results]
     aligned = len(results) == len(entries) and all(e == i or e is None or str(e) == i for e, i in zip(echoed, ids))
     if aligned:

@@ -12,8 +12,9 @@ import orjson
 from console.cli import EXIT_CONFIG, STARTED_AT, fail, handles_errors
 from console.cli import context as ctx
 from backfill.errors import RunStateError
+from models.states import RUN_FINISHED_STATES, RunState
 
-EXIT_BY_STATE = {"succeeded": 0, "completed_with_errors": 1}
+EXIT_BY_STATE = {RunState.SUCCEEDED: 0, RunState.COMPLETED_WITH_ERRORS: 1}
 
 
 def exit_code(state: str) -> int:
@@ -36,7 +37,7 @@ def wait_for_run(engine: Any, run_id: int, as_json: bool) -> dict[str, Any]:
     from console.progress import watch
 
     doc = watch(_status_fetcher(engine, run_id))
-    if doc["state"] == "paused" and doc.get("paused_reason"):
+    if doc["state"] == RunState.PAUSED and doc.get("paused_reason"):
         click.echo(f"run {run_id} paused: {doc['paused_reason']}", err=True)
     if as_json:
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
@@ -192,11 +193,11 @@ def start(
         return
     click.echo(f"run {run_id} started for data source {data_source}", err=True)
     doc = wait_for_run(engine, run_id, as_json=False)
-    if wait_processing and doc["state"] in ("succeeded", "completed_with_errors"):
+    if wait_processing and doc["state"] in RUN_FINISHED_STATES:
         progress = poll_processing(settings, processing_timeout)
         doc["growpanel_processing"] = progress
     code = exit_code(doc["state"])
-    if verify_rows and doc["state"] in ("succeeded", "completed_with_errors"):
+    if verify_rows and doc["state"] in RUN_FINISHED_STATES:
         from console.cli.verify_commands import verify_after_run
 
         verify_code, doc["verify"] = verify_after_run(run_id)
@@ -217,21 +218,11 @@ def _dry_run(settings: Any, engine: Any, options: Any, as_json: bool) -> None:
     from console.dryrun import run_dry, summary_lines, top_reasons
     from backfill.runs import create_run
     from console.status import status_document
-    from producers.normalize import PayloadOptions
     from producers.produce import ProducerContext
 
     run_id = create_run(engine, options)
-    producer = ProducerContext(
-        engine=engine,
-        source_url=settings.source_database_url,
-        options=PayloadOptions(
-            data_source=options.data_source,
-            invoice_amount_field=settings.invoice_amount_field,
-            plan_send_external_id=settings.plan_send_external_id,
-        ),
-        lease_seconds=settings.producer_lease_seconds,
-        owner=f"dry-run:{run_id}",
-        on_checkpoint=lambda _run: None,
+    producer = ProducerContext.from_settings(
+        settings, engine, options.data_source, owner=f"dry-run:{run_id}", on_checkpoint=lambda _run: None
     )
     try:
         run_dry(producer, run_id, options.only_changed)
@@ -239,7 +230,7 @@ def _dry_run(settings: Any, engine: Any, options: Any, as_json: bool) -> None:
         with engine.begin() as conn:
             from sqlalchemy import text
 
-            conn.execute(text("UPDATE runs SET state = 'failed', finished_at = now() WHERE id = :r"), {"r": run_id})
+            conn.execute(text("UPDATE runs SET state = :s, finished_at = now() WHERE id = :r"), {"s": RunState.FAILED, "r": run_id})
         raise
     with engine.connect() as conn:
         doc = status_document(conn, run_id)
@@ -261,13 +252,13 @@ def _dry_run(settings: Any, engine: Any, options: Any, as_json: bool) -> None:
 @handles_errors
 def resume(run_id: int, wait: bool, as_json: bool) -> None:
     """Re-queue every batch of RUN without a final outcome (after a pause, a cancel or a lost broker)."""
-    from backfill.runs import resume_run
+    from backfill.dispatch import resume_run
 
     settings = ctx.settings("database_url", "celery_broker_url")
     engine = ctx.engine(settings)
     ctx.check_broker(settings)
     result = resume_run(engine, run_id, ctx.publisher(settings), settings.max_in_flight, STARTED_AT)
-    if result.state != "running":
+    if result.state != RunState.RUNNING:
         click.echo(f"run {run_id} is {result.state}: nothing to resume", err=as_json)
         return
     click.echo(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from console.reasons import group_reasons
+from models.states import BatchState as B
 from console.status import status_document
 
 # Bucket widths for the throughput chart, in seconds: the smallest that gives at most MAX_BUCKETS
@@ -74,12 +75,12 @@ def _run_summary(run: Any, status: dict[str, Any], now: datetime) -> dict[str, A
 def _batch_counts(conn: Connection, run_id: int) -> dict[str, Any]:
     row = conn.execute(
         text(
-            """
+            f"""
             SELECT count(*) AS batches,
-                   count(*) FILTER (WHERE state = 'done') AS done,
-                   count(*) FILTER (WHERE state = 'failed') AS failed,
-                   count(*) FILTER (WHERE state = 'split') AS split,
-                   count(*) FILTER (WHERE state NOT IN ('done', 'failed', 'split')) AS open,
+                   count(*) FILTER (WHERE state = '{B.DONE}') AS done,
+                   count(*) FILTER (WHERE state = '{B.FAILED}') AS failed,
+                   count(*) FILTER (WHERE state = '{B.SPLIT}') AS split,
+                   count(*) FILTER (WHERE state NOT IN ('{B.DONE}', '{B.FAILED}', '{B.SPLIT}')) AS open,
                    count(*) FILTER (WHERE attempts > 1) AS retried,
                    coalesce(sum(throttled), 0) AS throttled
             FROM batches WHERE run_id = :r
@@ -146,7 +147,7 @@ def throughput(conn: Connection, run_id: int) -> dict[str, Any]:
         text(
             f"""
             SELECT min(finished_at) AS first, max(finished_at) AS last FROM batches
-            WHERE run_id = :r AND state = 'done' AND finished_at IS NOT NULL AND {_ANSWERED} > 0
+            WHERE run_id = :r AND state = '{B.DONE}' AND finished_at IS NOT NULL AND {_ANSWERED} > 0
             """  # noqa: S608 - fixed fragments
         ),
         {"r": run_id},
@@ -160,7 +161,7 @@ def throughput(conn: Connection, run_id: int) -> dict[str, Any]:
             SELECT floor(extract(epoch FROM finished_at)::float8 / CAST(:step AS float8))::bigint AS k,
                    sum({_ANSWERED} - ({_REJECTED})) AS accepted, sum({_REJECTED}) AS rejected, count(*) AS batches
             FROM batches
-            WHERE run_id = :r AND state = 'done' AND finished_at IS NOT NULL AND {_ANSWERED} > 0
+            WHERE run_id = :r AND state = '{B.DONE}' AND finished_at IS NOT NULL AND {_ANSWERED} > 0
             GROUP BY k ORDER BY k
             """  # noqa: S608 - fixed fragments
         ),
@@ -225,13 +226,13 @@ def reasons(conn: Connection, run_id: int, limit: int = REASON_LIMIT) -> dict[st
 
 def retried_batches(conn: Connection, run_id: int, limit: int = BATCH_LIMIT) -> dict[str, Any]:
     """Batches that needed more than one attempt, were rate limited or failed: where `batch` is worth a look."""
-    where = "run_id = :r AND (attempts > 1 OR throttled > 0 OR state IN ('failed', 'split'))"
+    where = f"run_id = :r AND (attempts > 1 OR throttled > 0 OR state IN ('{B.FAILED}', '{B.SPLIT}'))"
     total = conn.execute(text(f"SELECT count(*) FROM batches WHERE {where}"), {"r": run_id}).scalar_one()  # noqa: S608
     rows = conn.execute(
         text(
             f"""
             SELECT stage, pass_no, seq, part, state, attempts, throttled, last_error FROM batches WHERE {where}
-            ORDER BY (state = 'failed') DESC, attempts + throttled DESC, array_position(ARRAY['plans', 'customers', 'invoices'], stage), seq, part
+            ORDER BY (state = '{B.FAILED}') DESC, attempts + throttled DESC, array_position(ARRAY['plans', 'customers', 'invoices'], stage), seq, part
             LIMIT :n
             """  # noqa: S608 - fixed fragments
         ),

@@ -342,6 +342,13 @@ def test_cancel_stops_queueing_and_resume_picks_it_up(make_stack, sandbox: Sandb
     time.sleep(1.5)  # a quiet period: a cancelled run must stay quiet (nothing to poll for)
     assert len(sandbox.requests()) == posted
     assert stack.status(run_id)["stages"]["invoices"]["pending"] > 0
+    # `retry` of a cancelled run is refused (a retry pass reads only the rejected rows: the rows this
+    # run never read would never be read), with one line and the state-mismatch exit code
+    refused = stack.cli("retry", str(run_id))
+    assert refused.code == 4, refused.stderr
+    assert refused.stderr.strip().count("\n") == 0 and "retry works only on a succeeded or completed_with_errors run" in refused.stderr
+    assert stack.status(run_id)["state"] == "cancelled"
+    assert not stack.sql("SELECT 1 FROM retry_targets WHERE run_id = :r", r=run_id)
     sandbox.faults(latency_ms=0)
     resumed = stack.cli("resume", str(run_id), "--wait")
     assert resumed.code == 1, resumed.stderr

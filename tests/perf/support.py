@@ -90,16 +90,10 @@ class Importer:
 
     def produce(self, run_id: int, data_source: str) -> None:
         """Run the producer of a run to the end."""
-        from producers.normalize import PayloadOptions
         from producers.produce import ProducerContext, produce_run
 
-        ctx = ProducerContext(
-            engine=self.engine,
-            source_url=self.source_url,
-            options=PayloadOptions(data_source=data_source),
-            lease_seconds=60.0,
-            owner=f"perf-test:{os.getpid()}",
-            on_checkpoint=lambda _run: None,
+        ctx = ProducerContext.from_settings(
+            self.settings, self.engine, data_source, owner=f"perf-test:{os.getpid()}", on_checkpoint=lambda _run: None
         )
         assert produce_run(ctx, run_id)
 
@@ -109,7 +103,8 @@ class Importer:
         Returns (stage, rows, statements) per batch, `statements` being what `count()` says the
         batch's `process_batch` call sent (`count` is called right before and right after it).
         """
-        from backfill.dispatch import BatchRef, advance
+        from backfill.dispatch import advance
+        from backfill.messages import BatchRef
         from workers.posting import process_batch
 
         advance(self.engine, run_id, self.posting.publisher, self.settings.max_in_flight)
@@ -132,15 +127,9 @@ class Importer:
 @contextmanager
 def importer(state_url: str, source_url: str, sandbox_url: str, broker_url: str, keys: dict[str, str], **settings: Any) -> Iterator[Importer]:
     """An Importer over real services; the Celery app is private, so no global configuration changes."""
-    import redis
-
-    from backfill.alerts import Alerter
-    from backfill.api import GrowPanelClient
-    from backfill.ratelimit import SharedRateLimiter
     from backfill.settings import load_settings
-    from models.db import make_engine
     from workers.celery_app import celery_config
-    from workers.posting import PostingContext
+    from workers.context import PostingContext
     from workers.publisher import CeleryPublisher
 
     config = load_settings(
@@ -153,22 +142,9 @@ def importer(state_url: str, source_url: str, sandbox_url: str, broker_url: str,
     )
     app = Celery("growpanel_perf_guards")
     app.conf.update(celery_config(config))
-    engine = make_engine(state_url, pool_size=2, application_name="perf guard")
-    client = GrowPanelClient(sandbox_url, max_connections=2)
-    redis_client = redis.Redis.from_url(broker_url)
-    posting = PostingContext(
-        engine=engine,
-        settings=config,
-        client=client,
-        publisher=CeleryPublisher(app),
-        alerter=Alerter(None),
-        owner=f"perf-test:{os.getpid()}",
-        limiter=SharedRateLimiter(redis_client, None),
-    )
+    posting = PostingContext.from_settings(config, CeleryPublisher(app), owner=f"perf-test:{os.getpid()}", application_name="perf guard")
     try:
-        yield Importer(engine, config, posting, source_url)
+        yield Importer(posting.engine, config, posting, source_url)
     finally:
-        client.close()
-        engine.dispose()
-        redis_client.close()
+        posting.close()
         app.close()

@@ -116,12 +116,12 @@ class Stack:
         )
         return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
-    def start_worker(self, concurrency: int = 8, pool: str = "threads", **overrides: str) -> Worker:
-        """Start a worker and wait until it is ready to take tasks."""
+    def start_worker(self, concurrency: int = 8, pool: str = "threads", queues: str | None = None, **overrides: str) -> Worker:
+        """Start a worker (of both queues, or of `queues`) and wait until it is ready to take tasks."""
         log_path = Path(tempfile.mkstemp(prefix="gpbt-worker-", suffix=".log", dir=self.workdir)[1])
         log_file = log_path.open("wb")
         process = subprocess.Popen(
-            [*python_cli(), "worker", "--concurrency", str(concurrency), "--pool", pool],
+            [*python_cli(), "worker", "--concurrency", str(concurrency), "--pool", pool, *(["--queues", queues] if queues else [])],
             env={**os.environ, **self.env, **overrides},
             cwd=self.workdir,
             stdout=log_file,

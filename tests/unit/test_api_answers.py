@@ -14,6 +14,7 @@ import pytest
 
 from backfill.api import Exchange, classify, parse_retry_after
 from backfill.errors import AuthError, FatalApiError, RejectedError, RetriableApiError, ThrottledError, TooLargeError
+from backfill.manifest import ManifestEntry
 from workers.results import match_results
 
 KEY = "secret-key-123"
@@ -74,8 +75,8 @@ def test_retry_after_in_seconds_decimals_or_a_date() -> None:
     assert parse_retry_after(httpx.Headers({})) is None
 
 
-def _entries(*ids: str) -> list[list[object]]:
-    return [[i, "h", None, None, None, None] for i in ids]
+def _entries(*ids: str) -> list[ManifestEntry]:
+    return [ManifestEntry(i, "h", None, None, None, None) for i in ids]
 
 
 def test_guide_statuses_and_errors_by_position() -> None:
