@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from backfill.audit import Outcome, clean_text
+from producers.entities import ENTITIES
 
 
 def payload_hash(entry: list[Any]) -> bytes | None:
@@ -23,9 +24,10 @@ def local_outcomes(
     """Manifest index -> outcome, for the rows of a batch that will not be sent."""
     local: dict[int, Outcome] = {}
     for i, entry in enumerate(entries):
-        if entry[2] == "invalid":
-            local[i] = Outcome(entry[0], "invalid", entry[3])
-    if stage == "invoices":
+        # `invalid`, or `skipped` by a resumed producer (a row the run cannot send in order).
+        if entry[2] is not None:
+            local[i] = Outcome(entry[0], entry[2], entry[3])
+    if ENTITIES[stage].parents:
         _skip_rejected_dependencies(conn, run_id, entries, local)
     if only_changed:
         _skip_unchanged(conn, run_id, stage, data_source, entries, local)
@@ -33,7 +35,11 @@ def local_outcomes(
 
 
 def _skip_rejected_dependencies(conn: Connection, run_id: int, entries: list[list[Any]], local: dict[int, Outcome]) -> None:
-    """Invoices whose customer or plan was rejected earlier in this run are `skipped`."""
+    """Invoices whose customer or plan was rejected earlier in this run are `skipped`.
+
+    The parents are those of the invoices' spec (`producers.entities`); the manifest carries them at
+    positions 4 (customer) and 5 (plan).
+    """
     customers = {e[4] for i, e in enumerate(entries) if i not in local and e[4] is not None}
     plans = {e[5] for i, e in enumerate(entries) if i not in local and e[5] is not None}
     if not customers and not plans:

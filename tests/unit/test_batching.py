@@ -16,7 +16,7 @@ def _stream(groups: list[int]) -> list[tuple[str, str, int]]:
 
 
 def _pack(rows: list[tuple[str, str, int]], batch_size: int, start: int = 0, seq: int = 1, tail: str | None = None) -> list[BatchDraft]:
-    packer = Packer("invoices", batch_size, seq, tail, position=start)
+    packer = Packer(True, batch_size, seq, tail, position=start)
     out = []
     for row_id, customer, size in rows[start:]:
         draft = packer.add([row_id, "h", None, None, customer, None], b"{}", customer, size)

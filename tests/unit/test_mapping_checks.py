@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from backfill.errors import ConfigError
-from producers.fields import ENTITY_FIELDS
+from producers.entities import ENTITIES
 from producers.mapping import Mapping, check_columns, check_mapping
 from producers.source import SourceReadError, StageReader, source_connection
 from tests.support.services import Database
@@ -76,7 +76,7 @@ def test_column_checks_name_the_column(stage: str, columns: list[str], message: 
 
 
 def test_every_field_and_each_alternative_passes_the_column_check() -> None:
-    for stage, fields in ENTITY_FIELDS.items():
+    for stage, fields in ((s, e.fields) for s, e in ENTITIES.items()):
         check_columns(stage, list(fields))
     check_columns("plans", PLAN_COLUMNS)
     check_columns("customers", ["id", "email", "created_date", "country"])
@@ -175,7 +175,7 @@ def test_a_function_that_writes_is_stopped_when_the_producer_reads(source: tuple
     assert columns["plans"] == ["id", "name", "billing_freq", "billing_freq_count", "currency", "product_name"]
     # and the read-only transaction stops the write when the producer reads,
     with source_connection(url) as conn, pytest.raises(SourceReadError) as caught:
-        list(StageReader(conn, "plans", query, 10, None).chunks())
+        list(StageReader(conn, "plans", query, 10).chunks())
     assert str(caught.value) == (
         "reading plans from the source failed: the query tries to write to the source, which is read only "
         "(cannot execute INSERT in a read-only transaction)"
@@ -183,7 +183,7 @@ def test_a_function_that_writes_is_stopped_when_the_producer_reads(source: tuple
     # even when the query first tries to lift it.
     lifted = "SELECT set_config('transaction_read_only', 'off', true) AS lift, p.*, {s}.log_volatile() AS n FROM {s}.plans p"
     with source_connection(url) as conn, pytest.raises(SourceReadError) as caught:
-        list(StageReader(conn, "plans", lifted.format(s=schema), 10, None).chunks())
+        list(StageReader(conn, "plans", lifted.format(s=schema), 10).chunks())
     assert str(caught.value) == "reading plans from the source failed: transaction read-write mode must be set before any query"
     assert _snapshot(url, schema) == before
 
