@@ -142,7 +142,7 @@ class StageStream:
             ref = entry[_REFERENCE_AT[column]]
             if ref is not None and ref in self.filters.missing_parents.get(parent, ()):
                 return _skip(entry, (
-                    f"{column} {ref} was added to the source after this run read its {parent}: "
+                    f"{column} {ref} was added to the source after the run read its {parent}: "
                     "the next run sends it, with this row"
                 )), None
         if group is not None and group in found_groups:
