@@ -149,9 +149,13 @@ def _produce_snapshot(
 ) -> None:
     with source_connection(ctx.source_url) as source:
         expected = run["source_fingerprint"]
-        if expected is not None and fingerprint(source) != expected:
+        try:
+            found = fingerprint(source)
+        except psycopg.Error as exc:
+            raise SourceReadError("the source's name", exc) from None
+        if expected is not None and found != expected:
             raise ConfigError(
-                f"this worker's SOURCE_DATABASE_URL reads {fingerprint(source)}, but the run was started against "
+                f"this worker's SOURCE_DATABASE_URL reads {found}, but the run was started against "
                 f"{expected}: give workers and `start` the same SOURCE_DATABASE_URL"
             )
         lease.watch(source)
@@ -190,7 +194,7 @@ def _targets(engine: Engine, run_id: int, pass_no: int, stage: str) -> set[str] 
 
 
 def _open_stream(source: psycopg.Connection[Any], stage: str, query: str, batch_size: int, options: PayloadOptions,
-                 filters: Filters, position: int = 0) -> tuple[StageReader, StageStream]:
+                 filters: Filters) -> tuple[StageReader, StageStream]:
     spec = ENTITIES[stage]
     reader = StageReader(source, stage, query, batch_size)
     columns = reader.columns
@@ -202,7 +206,7 @@ def _open_stream(source: psycopg.Connection[Any], stage: str, query: str, batch_
     builder = RowBuilder(stage, columns, reader.type_names, options)
     group_i = columns.index(GROUP) if spec.group_by else None
     stream = StageStream(spec, columns, reader.type_names, builder.build, columns.index(DUPS), columns.index(RANK),
-                         group_i, filters, position)
+                         group_i, filters)
     return reader, stream
 
 
@@ -257,7 +261,7 @@ def produce_stage(
             filters.tail_latest = tail_instant(ctx.engine, state["tail_batch_id"], state["tail_customer"], spec.group_by, spec.order_by)
         log.info("run %s: %s resumes in a new snapshot, skipping the %d ids already batched", run_id, stage, filters.batched.count)
     try:
-        reader, stream = _open_stream(source, stage, query, batch_size, ctx.options, filters, state["rows_read"])
+        reader, stream = _open_stream(source, stage, query, batch_size, ctx.options, filters)
         try:
             packer = Packer(spec.group_by is not None, batch_size, state["next_seq"], state["tail_customer"],
                             state["rows_read"], state["tail_batch_id"])

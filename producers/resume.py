@@ -29,31 +29,23 @@ class Batched:
         # A session's temporary table: no transaction stays open on the state database while we read.
         conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS gp_batched (kind smallint, id text, PRIMARY KEY (kind, id))"))
         conn.execute(text("TRUNCATE gp_batched"))
-        manifests = conn.execute(
-            text("SELECT e FROM batches b, jsonb_array_elements(convert_from(b.manifest, 'UTF8')::jsonb) AS e "
-                 "WHERE b.run_id = :r AND b.stage = :s AND b.pass_no = :p AND b.part = '' AND b.manifest IS NOT NULL"),
-            {"r": run_id, "s": stage, "p": pass_no},
+        # Unpacked by the state database itself: a stage of tens of millions of rows never passes through Python.
+        entries = (
+            "FROM batches b, jsonb_array_elements(convert_from(b.manifest, 'UTF8')::jsonb) AS e "
+            "WHERE b.run_id = :r AND b.stage = :s AND b.pass_no = :p AND b.part = '' AND b.manifest IS NOT NULL"
         )
-        rows: set[tuple[int, str]] = set()
-        self.count = 0
-        for (entry,) in manifests:
-            rows.add((ROW, entry[0]))
-            if group_index is not None and entry[group_index] is not None:
-                rows.add((GROUP, entry[group_index]))
-            if len(rows) >= 10_000:
-                self._load(rows)
-        self._load(rows)
+        params = {"r": run_id, "s": stage, "p": pass_no}
+        self.count = conn.execute(
+            text(f"INSERT INTO gp_batched SELECT DISTINCT 0, e->>0 {entries} ON CONFLICT DO NOTHING"), params  # noqa: S608
+        ).rowcount
+        if group_index is not None:
+            conn.execute(
+                text(f"INSERT INTO gp_batched SELECT DISTINCT 1, e->>{int(group_index)} {entries} "  # noqa: S608
+                     f"AND e->>{int(group_index)} IS NOT NULL ON CONFLICT DO NOTHING"),
+                params,
+            )
         conn.execute(text("ANALYZE gp_batched"))
         conn.commit()
-
-    def _load(self, rows: set[tuple[int, str]]) -> None:
-        if rows and self._conn is not None:
-            self._conn.execute(
-                text("INSERT INTO gp_batched SELECT * FROM unnest(CAST(:k AS smallint[]), CAST(:i AS text[])) ON CONFLICT DO NOTHING"),
-                {"k": [k for k, _ in rows], "i": [i for _, i in rows]},
-            )
-            self.count += len(rows)
-            rows.clear()
 
     def lookup(self, ids: Iterable[str], groups: Iterable[str]) -> tuple[set[str], set[str]]:
         """Which of `ids` are batched rows, and which of `groups` have batched rows."""

@@ -29,7 +29,10 @@ def source_connection(url: str) -> Iterator[psycopg.Connection[Any]]:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise SourceUnavailable(f"SOURCE_DATABASE_URL: cannot connect to the source database: {reason}") from None
     try:
-        configure_source_connection(conn)
+        try:
+            configure_source_connection(conn)
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable(f"SOURCE_DATABASE_URL: the source database dropped the connection: {exc}") from None
         yield conn
     finally:
         conn.close()

@@ -83,7 +83,7 @@ class StageStream:
     """Turns fetched chunks into packer items, in send order."""
 
     def __init__(self, spec: EntitySpec, columns: list[str], type_names: list[str], build: Callable[[Any], Any],
-                 dups_i: int, rank_i: int, group_i: int | None, filters: Filters, position: int = 0) -> None:
+                 dups_i: int, rank_i: int, group_i: int | None, filters: Filters) -> None:
         self.spec = spec
         self.build = build
         self.dups_i, self.rank_i, self.group_i = dups_i, rank_i, group_i
@@ -91,7 +91,6 @@ class StageStream:
         self.filters = filters
         # Stream position in this snapshot: numbers the rows that have no id.
         self.ordinal = 0
-        self.position = position
         # Text dates do not sort as instants in SQL: such groups are sorted here, by the instant sent.
         order_by = spec.order_by
         self.sort_groups = bool(order_by) and order_by in columns and type_names[columns.index(order_by)] not in (
