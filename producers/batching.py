@@ -15,6 +15,8 @@ from typing import Any
 # One manifest entry per audit row: [id, payload hash (hex) or None, local outcome or None, message or None,
 # customer_id or None, plan_id or None].
 ManifestEntry = list[Any]
+# Where an entry carries the ids it refers to (an entity spec's `parents` name these columns).
+MANIFEST_REFERENCE = {"customer_id": 4, "plan_id": 5}
 
 
 @dataclass

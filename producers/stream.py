@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from producers.batching import ManifestEntry
+from producers.batching import MANIFEST_REFERENCE, ManifestEntry
 from producers.entities import EntitySpec
 from producers.resume import Batched, instant_key
 
@@ -73,10 +73,6 @@ def build_entry(
 
 def _skip(entry: ManifestEntry, message: str) -> ManifestEntry:
     return [entry[0], None, "skipped", message, entry[4], entry[5]]
-
-
-# Manifest positions of the references an entity's rows carry (see producers.batching.ManifestEntry).
-_REFERENCE_AT = {"customer_id": 4, "plan_id": 5}
 
 
 class StageStream:
@@ -138,7 +134,7 @@ class StageStream:
         if entry[2] is not None:
             return entry, body
         for column, parent in self.spec.parents:
-            ref = entry[_REFERENCE_AT[column]]
+            ref = entry[MANIFEST_REFERENCE[column]]
             if ref is not None and ref in self.filters.missing_parents.get(parent, ()):
                 return _skip(entry, (
                     f"{column} {ref} was added to the source after the run read its {parent}: "

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from backfill.audit import Outcome, clean_text
+from producers.batching import MANIFEST_REFERENCE
 from producers.entities import ENTITIES
 
 
@@ -28,31 +29,33 @@ def local_outcomes(
         if entry[2] is not None:
             local[i] = Outcome(entry[0], entry[2], entry[3])
     if ENTITIES[stage].parents:
-        _skip_rejected_dependencies(conn, run_id, entries, local)
+        _skip_rejected_dependencies(conn, run_id, stage, entries, local)
     if only_changed:
         _skip_unchanged(conn, run_id, stage, data_source, entries, local)
     return local
 
 
-def _skip_rejected_dependencies(conn: Connection, run_id: int, entries: list[list[Any]], local: dict[int, Outcome]) -> None:
-    """Invoices whose customer or plan was rejected earlier in this run are `skipped`.
-
-    The parents are those of the invoices' spec (`producers.entities`); the manifest carries them at
-    positions 4 (customer) and 5 (plan).
-    """
-    customers = {e[4] for i, e in enumerate(entries) if i not in local and e[4] is not None}
-    plans = {e[5] for i, e in enumerate(entries) if i not in local and e[5] is not None}
-    if not customers and not plans:
+def _skip_rejected_dependencies(
+    conn: Connection, run_id: int, stage: str, entries: list[list[Any]], local: dict[int, Outcome]
+) -> None:
+    """Rows whose parent (an invoice's customer or plan, from the entity's spec) was rejected earlier in this run are `skipped`."""
+    parents = [(MANIFEST_REFERENCE[column], parent) for column, parent in ENTITIES[stage].parents]
+    wanted = {
+        parent: list({e[at] for i, e in enumerate(entries) if i not in local and e[at] is not None}) for at, parent in parents
+    }
+    if not any(wanted.values()):
         return
+    entities = list(wanted)
+    clauses = " OR ".join(f"(entity = :e{n} AND external_id = ANY(:i{n}))" for n in range(len(entities)))
+    params: dict[str, Any] = {"r": run_id}
+    for n, parent in enumerate(entities):
+        params[f"e{n}"], params[f"i{n}"] = parent, wanted[parent]
     rejected = conn.execute(
         text(
-            """
-            SELECT entity, external_id, outcome, message FROM audit
-            WHERE run_id = :r AND outcome IN ('error', 'invalid', 'skipped')
-              AND ((entity = 'customers' AND external_id = ANY(:c)) OR (entity = 'plans' AND external_id = ANY(:p)))
-            """
+            "SELECT entity, external_id, outcome, message FROM audit "  # noqa: S608 - placeholders only
+            f"WHERE run_id = :r AND outcome IN ('error', 'invalid', 'skipped') AND ({clauses})"
         ),
-        {"r": run_id, "c": list(customers), "p": list(plans)},
+        params,
     ).all()
     if not rejected:
         return
@@ -60,11 +63,11 @@ def _skip_rejected_dependencies(conn: Connection, run_id: int, entries: list[lis
     for i, entry in enumerate(entries):
         if i in local:
             continue
-        reasons = []
-        if ("customers", entry[4]) in why:
-            reasons.append(f"customer {entry[4]} was rejected in this run ({why[('customers', entry[4])]})")
-        if ("plans", entry[5]) in why:
-            reasons.append(f"plan {entry[5]} was rejected in this run ({why[('plans', entry[5])]})")
+        reasons = [
+            f"{ENTITIES[parent].singular} {entry[at]} was rejected in this run ({why[(parent, entry[at])]})"
+            for at, parent in parents
+            if (parent, entry[at]) in why
+        ]
         if reasons:
             local[i] = Outcome(entry[0], "skipped", clean_text("; ".join(reasons), 2000), payload_hash=payload_hash(entry))
 
