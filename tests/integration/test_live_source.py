@@ -19,6 +19,7 @@ from psycopg import sql
 
 from backfill.settings import Settings
 from demo.seed import SeedShape, seed
+from devservices.services import ADMIN_URL
 from tests.support.services import Database, wait_until
 from tests.support.sources import mapping_file
 from tests.support.stack import SandboxView, Stack
@@ -198,3 +199,42 @@ def test_the_source_restarted_mid_stage_is_read_again_without_a_human(
     assert stack.sql("SELECT paused_reason FROM runs WHERE id = :r", r=run_id)[0]["paused_reason"] is None
     assert "reading again in" in stack.logs()
     _check_cut(stack, sandbox, run_id, ids, ids, {"plans": set(), "customers": set(), "invoices": set()})
+
+
+def test_a_source_away_longer_than_the_retries_pauses_the_run_with_the_reason(
+    make_stack, sandbox: SandboxView, workdir: Path
+) -> None:
+    # Given a source of its own (so it can refuse every connection) and a run reading its invoices
+    own = Database("source_down")
+    try:
+        seed(own.url, "billing_down", SeedShape(customers=20, years=1, whales=0, whale_invoices=0, bad_rows=False))
+        stack: Stack = make_stack(SOURCE_DATABASE_URL=own.url)
+        stack.start_worker(concurrency=4)
+        invoices = "WITH slow AS (SELECT pg_sleep(5)) SELECT i.* FROM billing_down.invoices i, slow"
+        run_id = stack.start_run("--mapping", mapping_file(workdir, "billing_down", invoices=invoices))
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            wait_until(
+                # A server-side cursor shows its FETCH, not its query: the producer waits in pg_sleep for its first row.
+                lambda: admin.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND wait_event = 'PgSleep' "
+                                      "AND query LIKE '%%gp_invoices%%' AND application_name = 'growpanel-backfill source'",
+                                      (own.name,)).fetchone(),
+                60, message="the invoices query running",
+            )
+            # When the source goes away for longer than the retries last (at their defaults, about two minutes)
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(own.name)))
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (own.name,))
+            doc = stack.wait_for_state(run_id, ("paused",), timeout=240)
+            # Then the run pauses with the reason,
+            assert "cannot connect to the source database" in doc["paused_reason"], doc["paused_reason"]
+            assert stack.logs().count("reading again in") == 7
+            # and once the source is back, `resume` finishes it.
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(own.name)))
+        resumed = stack.cli("resume", str(run_id))
+        assert resumed.code == 0, resumed.stderr
+        assert stack.wait_for_state(run_id, timeout=120)["state"] == "succeeded"
+        ids = _ids(own.url, "billing_down")
+        _check_cut(stack, sandbox, run_id, ids, ids, {"plans": set(), "customers": set(), "invoices": set()})
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(own.name)))
+        own.drop()
