@@ -302,6 +302,40 @@ def prepare_retry(engine: Engine, run_id: int) -> dict[str, int]:
     return counts
 
 
+KEEP_TAIL = object()
+"""`checkpoint_stage(tail_customer=KEEP_TAIL)`: keep the stored tail customer (None is a value)."""
+
+
+def checkpoint_stage(
+    conn: Connection, run_id: int, stage: str, *, rows_read: int | None, next_seq: int | None,
+    tail_batch_id: int | None, tail_customer: Any, produced: bool,
+) -> None:
+    """A producer's checkpoint: the stage's resume point moves past the batches just inserted."""
+    conn.execute(
+        text(
+            """
+            UPDATE run_stages SET rows_read = coalesce(:rows_read, rows_read),
+                next_seq = coalesce(:next_seq, next_seq),
+                tail_batch_id = coalesce(:tail_id, tail_batch_id),
+                tail_customer = CASE WHEN :has_tail THEN :tail_customer ELSE tail_customer END,
+                started_at = coalesce(started_at, now()),
+                produced = :produced, produced_at = CASE WHEN :produced THEN now() END
+            WHERE run_id = :run_id AND stage = :stage
+            """
+        ),
+        {
+            "rows_read": rows_read,
+            "next_seq": next_seq,
+            "tail_id": tail_batch_id,
+            "has_tail": tail_customer is not KEEP_TAIL,
+            "tail_customer": None if tail_customer is KEEP_TAIL else tail_customer,
+            "produced": produced,
+            "run_id": run_id,
+            "stage": stage,
+        },
+    )
+
+
 def mark_targets_found(conn: Connection, run_id: int, pass_no: int, stage: str, ids: list[str]) -> None:
     """A retry pass read these ids from the source again (the others are reported as gone)."""
     conn.execute(

@@ -1,57 +1,10 @@
-"""Which columns a mapping query may return for each entity, and which it must return.
+"""The limits and vocabularies of field values (which entity has which field: `producers.entities`).
 
-The guide's fields, plus those the SDK's OpenAPI models add (`amount`, plan `external_id`, `product_name`).
+The guide's values, plus those the SDK's OpenAPI models add.
 """
 
 from __future__ import annotations
 
-ENTITY_FIELDS: dict[str, tuple[str, ...]] = {
-    "plans": ("id", "external_id", "name", "billing_freq", "billing_freq_count", "currency", "product_name"),
-    "customers": (
-        "id",
-        "name",
-        "email",
-        "created_date",
-        "country",
-        "state",
-        "trial_started",
-        "custom_variables",
-    ),
-    "invoices": (
-        "id",
-        "customer_id",
-        "plan_id",
-        "type",
-        "date",
-        "amount_cents",
-        "amount",
-        "currency",
-        "start_date",
-        "end_date",
-        "payment_date",
-        "quantity",
-        "proration",
-        "discount",
-    ),
-}
-
-# Columns that must exist; a tuple means "at least one of these".
-REQUIRED_COLUMNS: dict[str, tuple[str | tuple[str, ...], ...]] = {
-    "plans": ("id", "name", "billing_freq", "currency"),
-    "customers": ("id", ("name", "email"), "created_date", "country"),
-    "invoices": (
-        "id",
-        "customer_id",
-        "type",
-        "date",
-        ("amount_cents", "amount"),
-        "currency",
-        "start_date",
-        "end_date",
-    ),
-}
-
-DATE_FIELDS = frozenset({"created_date", "trial_started", "date", "start_date", "end_date", "payment_date"})
 BILLING_FREQS = ("day", "week", "month", "year")
 # The SDK's models also know these; the guide does not, so they are sent as months.
 BILLING_FREQ_AS_MONTHS = {"quarter": 3, "half_year": 6}

@@ -5,11 +5,14 @@ Shared by the worker (just before posting) and by `start --dry-run` (which sends
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, text
 
 from backfill.audit import Outcome, clean_text
 from backfill.manifest import ManifestEntry
 from models.states import ACCEPTED_OUTCOMES, REJECTED_OUTCOMES, sql_list
+from producers.entities import ENTITIES
 
 
 def payload_hash(entry: ManifestEntry) -> bytes | None:
@@ -27,30 +30,38 @@ def local_outcomes(
     """Manifest index -> outcome, for the rows of a batch that will not be sent."""
     local: dict[int, Outcome] = {}
     for i, entry in enumerate(entries):
-        if entry.outcome == "invalid":
-            local[i] = Outcome(entry.id, "invalid", entry.message)
-    if stage == "invoices":
-        _skip_rejected_dependencies(conn, run_id, entries, local)
+        # `invalid`, or `skipped` by a resumed producer (a row the run cannot send in order).
+        if entry.outcome is not None:
+            local[i] = Outcome(entry.id, entry.outcome, entry.message)
+    if ENTITIES[stage].parents:
+        _skip_rejected_dependencies(conn, run_id, stage, entries, local)
     if only_changed:
         _skip_unchanged(conn, run_id, stage, data_source, entries, local)
     return local
 
 
-def _skip_rejected_dependencies(conn: Connection, run_id: int, entries: list[ManifestEntry], local: dict[int, Outcome]) -> None:
-    """Invoices whose customer or plan was rejected earlier in this run are `skipped`."""
-    customers = {e.customer_id for i, e in enumerate(entries) if i not in local and e.customer_id is not None}
-    plans = {e.plan_id for i, e in enumerate(entries) if i not in local and e.plan_id is not None}
-    if not customers and not plans:
+def _skip_rejected_dependencies(
+    conn: Connection, run_id: int, stage: str, entries: list[ManifestEntry], local: dict[int, Outcome]
+) -> None:
+    """Rows whose parent (an invoice's customer or plan, from the entity's spec) was rejected earlier in this run are `skipped`."""
+    parents = ENTITIES[stage].parents
+    wanted = {
+        parent: list({getattr(e, column) for i, e in enumerate(entries) if i not in local and getattr(e, column) is not None})
+        for column, parent in parents
+    }
+    if not any(wanted.values()):
         return
+    entities = list(wanted)
+    clauses = " OR ".join(f"(entity = :e{n} AND external_id = ANY(:i{n}))" for n in range(len(entities)))
+    params: dict[str, Any] = {"r": run_id}
+    for n, parent in enumerate(entities):
+        params[f"e{n}"], params[f"i{n}"] = parent, wanted[parent]
     rejected = conn.execute(
         text(
-            f"""
-            SELECT entity, external_id, outcome, message FROM audit
-            WHERE run_id = :r AND outcome IN {_REJECTED}
-              AND ((entity = 'customers' AND external_id = ANY(:c)) OR (entity = 'plans' AND external_id = ANY(:p)))
-            """
+            "SELECT entity, external_id, outcome, message FROM audit "  # noqa: S608 - placeholders only
+            f"WHERE run_id = :r AND outcome IN {_REJECTED} AND ({clauses})"
         ),
-        {"r": run_id, "c": list(customers), "p": list(plans)},
+        params,
     ).all()
     if not rejected:
         return
@@ -58,11 +69,11 @@ def _skip_rejected_dependencies(conn: Connection, run_id: int, entries: list[Man
     for i, entry in enumerate(entries):
         if i in local:
             continue
-        reasons = []
-        if ("customers", entry.customer_id) in why:
-            reasons.append(f"customer {entry.customer_id} was rejected in this run ({why[('customers', entry.customer_id)]})")
-        if ("plans", entry.plan_id) in why:
-            reasons.append(f"plan {entry.plan_id} was rejected in this run ({why[('plans', entry.plan_id)]})")
+        reasons = [
+            f"{ENTITIES[parent].singular} {getattr(entry, column)} was rejected in this run ({why[(parent, getattr(entry, column))]})"
+            for column, parent in parents
+            if (parent, getattr(entry, column)) in why
+        ]
         if reasons:
             local[i] = Outcome(entry.id, "skipped", clean_text("; ".join(reasons), 2000), payload_hash=payload_hash(entry))
 

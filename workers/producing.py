@@ -4,8 +4,8 @@ The `produce` task takes the run's producer lease and hands production to a dedi
 returns: the Celery slot it ran in goes back to posting at once, so a worker started with
 `--concurrency N` keeps N requests in flight while it produces. The lease (not the message, which is
 acknowledged when the task returns) is what guarantees a producer: if this process dies, the lease
-expires and the sweeper publishes `produce` again. While the process lives, a keep-alive thread
-extends the lease by time, so a slow source never gets a second producer.
+expires and the sweeper publishes `produce` again. While the process lives, the producer's own
+heartbeat (`producers.lease`) extends the lease by time, so a slow source never gets a second producer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from backfill.alerts import Alert
 from backfill.errors import ConfigError
-from backfill.runs import claim_producer, extend_producer, pause_run
+from backfill.runs import claim_producer, pause_run
 from models.states import RunState
 from producers.produce import produce_run, producer_token
 from producers.source import SourceReadError
@@ -52,25 +52,8 @@ def start_producer(resources: WorkerResources, run_id: int) -> str:
     return "started"
 
 
-def _keep_alive(resources: WorkerResources, run_id: int, token: str, finished: threading.Event) -> None:
-    """Extend the producer lease every third of it while this process produces, by time and not by
-    rows: a query still computing its first row, or a long stretch between checkpoints, keeps it."""
-    lease = resources.settings.producer_lease_seconds
-    while not finished.wait(lease / 3):
-        try:
-            with resources.posting.engine.begin() as conn:
-                if not extend_producer(conn, run_id, token, lease):
-                    return  # released, lost, or the run stopped: the producer finds out at its next commit
-        except Exception:  # noqa: BLE001 - a database blip must not stop the keep-alive
-            log.exception("could not extend the producer lease of run %s", run_id)
-
-
 def run_producer(resources: WorkerResources, run_id: int, data_source: str, token: str) -> str:
     """Produce the run's remaining stages under `token`'s lease; a source that fails pauses the run."""
-    finished = threading.Event()
-    threading.Thread(
-        target=_keep_alive, args=(resources, run_id, token, finished), name=f"growpanel-producer-lease-{run_id}", daemon=True
-    ).start()
     try:
         done = produce_run(resources.producer(data_source, stopping), run_id, token=token)
     except (SourceReadError, ConfigError) as exc:
@@ -79,7 +62,6 @@ def run_producer(resources: WorkerResources, run_id: int, data_source: str, toke
         log.exception("producer of run %s failed", run_id)
         return _pause(resources, run_id, data_source, f"the producer failed: {type(exc).__name__}: {exc}")
     finally:
-        finished.set()
         with _lock:
             _threads.discard(threading.current_thread())
     if not done and stopping.is_set():

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from backfill.settings import Settings
-    from console.libpq import Connection
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 

@@ -138,7 +138,7 @@ def start(
 ) -> None:
     """Check the configuration and the mapping, create a run and queue its first stage."""
     from backfill.runs import RunOptions, active_run, create_run
-    from producers.mapping import check_mapping, load_mapping
+    from producers.mapping import check_mapping, load_mapping, role_warning
     from producers.source import fingerprint, source_connection
 
     required = ["source_database_url", "database_url", "growpanel_data_source_id"]
@@ -149,6 +149,7 @@ def start(
     mapping = load_mapping(mapping_file)
     with source_connection(settings.source_database_url) as source:
         check_mapping(source, mapping)
+        warning = role_warning(source, mapping)
         source_id = fingerprint(source)
     engine = ctx.engine(settings)
     if not dry_run:
@@ -165,6 +166,9 @@ def start(
         reset_done=reset_data_source and not dry_run,
         source_fingerprint=source_id,
     )
+    # Said once every other check has passed: a refused start stays one line.
+    if warning and dry_run:
+        click.echo(warning, err=True)
     if dry_run:
         _dry_run(settings, engine, options, as_json)
         return
@@ -185,6 +189,8 @@ def start(
                 err=True,
             )
         reset_data_source_now(settings)
+    if warning:
+        click.echo(warning, err=True)
     run_id = create_run(engine, options)
     publisher = ctx.publisher(settings)
     publisher.publish_produce(run_id)

@@ -14,10 +14,8 @@ from typing import Any
 import orjson
 
 from console.verify.instants import parse_instant
-from producers.fields import DATE_FIELDS
+from producers.entities import DATE_FIELDS, ENTITIES
 
-# The guide's documented defaults for optional fields.
-DEFAULTS: dict[str, Any] = {"billing_freq_count": 1, "quantity": 1}
 # data_source is what the listing was filtered by; external_id is how GrowPanel stores a plan's id.
 _NOT_COMPARED = frozenset({"data_source"})
 _ABSENT: Any = object()
@@ -28,14 +26,17 @@ Difference = dict[str, Any]
 
 def differences(entity: str, payload: dict[str, Any], stored: dict[str, Any]) -> dict[str, Difference]:
     """Fields whose values differ, each with both sides (None for an absent value)."""
-    src = _amount_as_cents(payload) if entity == "invoices" else payload
-    gp = _amount_as_cents(stored) if entity == "invoices" else stored
+    spec = ENTITIES[entity]
+    # The guide's documented defaults for the entity's optional fields.
+    defaults = spec.compare_defaults
+    src = _fold(payload, spec.alias)
+    gp = _fold(stored, spec.alias)
     out: dict[str, Difference] = {}
     fields = [f for f in src if f not in _NOT_COMPARED]
-    fields += [f for f in DEFAULTS if f not in src and f in gp]
+    fields += [f for f in defaults if f not in src and f in gp]
     for name in fields:
-        mine = _value(src, name)
-        theirs = _value(gp, name)
+        mine = _value(src, name, defaults)
+        theirs = _value(gp, name, defaults)
         if name == "external_id" and theirs is _ABSENT:
             # Our stand-in keeps no external_id; the real API stores the plan id under it.
             continue
@@ -44,20 +45,20 @@ def differences(entity: str, payload: dict[str, Any], stored: dict[str, Any]) ->
     return out
 
 
-def _amount_as_cents(row: dict[str, Any]) -> dict[str, Any]:
-    """`amount` (the SDK's name) folded into `amount_cents` (the guide's), whichever a side uses."""
-    if "amount" not in row:
+def _fold(row: dict[str, Any], alias: tuple[str, str] | None) -> dict[str, Any]:
+    """An alias (`amount`, the SDK's name) folded into its field (`amount_cents`, the guide's), whichever a side uses."""
+    if alias is None or alias[0] not in row:
         return row
     folded = dict(row)
-    alias = folded.pop("amount")
-    folded.setdefault("amount_cents", alias)
+    value = folded.pop(alias[0])
+    folded.setdefault(alias[1], value)
     return folded
 
 
-def _value(row: dict[str, Any], name: str) -> Any:
+def _value(row: dict[str, Any], name: str, defaults: Any) -> Any:
     value = row.get(name)
     if value is None:
-        return DEFAULTS.get(name, _ABSENT)
+        return defaults.get(name, _ABSENT)
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from backfill.api import GrowPanelClient, ListingPage, MrrQuery, MrrReport, UnexpectedAnswer, backoff_delay
 from backfill.errors import ApiError, AuthError, FatalApiError, RetriableApiError, ThrottledError

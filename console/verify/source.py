@@ -18,6 +18,7 @@ from console.verify.errors import CheckIncomplete
 from producers.mapping import check_columns
 from producers.normalize import PayloadOptions, RowBuilder
 from producers.source import DUPS, FETCH_ROWS, SourceReadError
+from producers.statement import embedded
 
 ID_ORDER = "id"
 CUSTOMER_ORDER = "customer_id"
@@ -51,7 +52,7 @@ def ordered_query(query: str, order: str) -> sql.Composed:
         'ORDER BY (q.{key})::text COLLATE "C" NULLS FIRST, (q.id)::text COLLATE "C"'
     ).format(
         dups=sql.Identifier(DUPS),
-        inner=sql.SQL(query),  # the user's own SQL, run read only
+        inner=sql.SQL(embedded(query)),  # the user's own SQL, one statement (a server-side cursor), read only
         key=sql.Identifier(order),
     )
 

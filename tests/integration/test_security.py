@@ -336,6 +336,77 @@ def test_a_mapping_that_writes_through_a_function_pauses_the_run_and_writes_noth
     assert cancelled.code == 0, cancelled.stderr
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["start", "dry-run"])
+def test_a_mapping_with_several_statements_is_refused_and_changes_nothing(
+    stack: Stack, source_db: Database, source_schema: str, workdir: Path, dry_run: bool
+) -> None:
+    # Given a plans query that commits the read-only transaction and creates a table after it
+    build_source(source_db.url, source_schema, PLANS, CUSTOMERS, INVOICES)
+    s = source_schema
+    with psycopg.connect(source_db.url) as conn:
+        before = conn.execute(sql.SQL("SELECT * FROM {}.plans ORDER BY id").format(sql.Identifier(s))).fetchall()
+    for n, plans in enumerate([
+        f"SELECT * FROM {s}.plans; COMMIT; CREATE TABLE {s}.evil (); SELECT 1",
+        f"SELECT * FROM {s}.plans) AS q; COMMIT; CREATE TABLE {s}.evil (); SELECT * FROM (SELECT 1",
+        f"SELECT * FROM {s}.plans; COMMIT; DELETE FROM {s}.plans; -- and a comment",
+    ]):
+        mapping = mapping_file(workdir, s, name=f"multi-{dry_run}-{n}.toml", plans=plans)
+        result = stack.cli("start", "--mapping", mapping, *(["--dry-run"] if dry_run else []))
+        # Then `start` refuses it in one line naming the entity (exit 3),
+        assert result.code == 3, result.stderr
+        assert result.stderr.startswith("growpanel-backfill: plans query holds more than one SQL statement"), result.stderr
+        assert result.stderr.count("\n") == 1
+        # and nothing of it ran: no table, the plans untouched.
+        with psycopg.connect(source_db.url) as conn:
+            assert conn.execute("SELECT to_regclass(%s)", (f"{s}.evil",)).fetchone() == (None,)
+            assert conn.execute(sql.SQL("SELECT * FROM {}.plans ORDER BY id").format(sql.Identifier(s))).fetchall() == before
+
+
+def _role_url(url: str, role: str) -> str:
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(username=role, password=None))
+
+
+def test_start_warns_in_one_line_when_the_source_role_could_write(
+    stack: Stack, source_db: Database, source_schema: str, workdir: Path
+) -> None:
+    build_source(source_db.url, source_schema, PLANS, CUSTOMERS, INVOICES)
+    s = sql.Identifier(source_schema)
+    writer, reader = f"gp_writer_{uuid.uuid4().hex[:8]}", f"gp_reader_{uuid.uuid4().hex[:8]}"
+    mapping = mapping_file(workdir, source_schema)
+    with psycopg.connect(source_db.url, autocommit=True) as conn:
+        for role in (writer, reader):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, sql.Identifier(role)))
+            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(s, sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT INSERT ON {}.customers TO {}").format(s, sql.Identifier(writer)))
+        # The README's recommended role: SELECT only, and read only by default.
+        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(reader)))
+    try:
+        # A superuser (the tests' own role) gets one line of warning, and the dry run still goes on;
+        result = stack.cli("start", "--dry-run", "--mapping", mapping)
+        assert result.code in (0, 1), result.stderr
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "is a superuser" in warnings[0], result.stderr
+        # a role that may insert into a table the mapping reads is named with that table;
+        result = stack.cli("start", "--dry-run", "--mapping", mapping, env={"SOURCE_DATABASE_URL": _role_url(source_db.url, writer)})
+        assert result.code in (0, 1), result.stderr
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert warnings == [
+            f"warning: the source role {writer} can write to {source_schema}.customers, which the mapping reads: "
+            "give the importer a SELECT-only role (README, Security)"
+        ], result.stderr
+        # the recommended SELECT-only role gets none.
+        result = stack.cli("start", "--dry-run", "--mapping", mapping, env={"SOURCE_DATABASE_URL": _role_url(source_db.url, reader)})
+        assert result.code in (0, 1), result.stderr
+        assert "warning:" not in result.stderr
+    finally:
+        with psycopg.connect(source_db.url, autocommit=True) as conn:
+            for role in (writer, reader):
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 # --- TLS verification is always on, and there is no switch for it ---------------------------------
 
 

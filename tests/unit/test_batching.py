@@ -16,7 +16,7 @@ def _stream(groups: list[int]) -> list[tuple[str, str, int]]:
 
 
 def _pack(rows: list[tuple[str, str, int]], batch_size: int, start: int = 0, seq: int = 1, tail: str | None = None) -> list[BatchDraft]:
-    packer = Packer("invoices", batch_size, seq, tail, position=start)
+    packer = Packer(True, batch_size, seq, tail, position=start)
     out = []
     for row_id, customer, size in rows[start:]:
         draft = packer.add([row_id, "h", None, None, customer, None], b"{}", customer, size)
@@ -70,3 +70,19 @@ def test_resuming_after_any_committed_batch_reproduces_the_same_batches() -> Non
         # A resumed chain keeps depending on the committed batch of the same customer.
         if resumed and resumed[0].entries and resumed[0].entries[0][4] == last.tail_customer and len(last.entries) == 7:
             assert resumed[0].chained
+
+
+def test_a_half_sent_customer_met_later_in_a_new_stream_continues_its_own_chain() -> None:
+    # A resumed producer reads a changed source: the half-sent customer c9 now comes after c0 and c1.
+    packer = Packer(True, 5, 10, "c9", position=100, tail_batch_id=777)
+    rows = [("c0-0", "c0", 2), ("c0-1", "c0", 2), ("c9-7", "c9", 3), ("c9-8", "c9", 3), ("c9-9", "c9", 3), ("c1-0", "c1", 1)]
+    drafts = [d for row_id, customer, size in rows if (d := packer.add([row_id, "h", None, None, customer, None], b"{}", customer, size))]
+    last = packer.finish()
+    drafts += [last] if last is not None else []
+    # c9's rest starts a batch of its own that depends on c9's last committed batch, not on c0's batch;
+    assert [(sorted(_customers(d)), d.chained, d.after) for d in drafts] == [
+        (["c0"], False, None),
+        (["c1", "c9"], True, 777),
+    ]
+    # other customers never depend on it.
+    assert drafts[1].entries[0][0] == "c9-7"

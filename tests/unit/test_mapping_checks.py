@@ -17,8 +17,9 @@ import pytest
 from psycopg import sql
 
 from backfill.errors import ConfigError
-from producers.fields import ENTITY_FIELDS
+from producers.entities import ENTITIES
 from producers.mapping import Mapping, check_columns, check_mapping
+from producers.statement import single_statement
 from producers.source import SourceReadError, StageReader, source_connection
 from tests.support.services import Database
 from tests.support.sources import build_source, mapping_file
@@ -76,7 +77,7 @@ def test_column_checks_name_the_column(stage: str, columns: list[str], message: 
 
 
 def test_every_field_and_each_alternative_passes_the_column_check() -> None:
-    for stage, fields in ENTITY_FIELDS.items():
+    for stage, fields in ((s, e.fields) for s, e in ENTITIES.items()):
         check_columns(stage, list(fields))
     check_columns("plans", PLAN_COLUMNS)
     check_columns("customers", ["id", "email", "created_date", "country"])
@@ -175,7 +176,7 @@ def test_a_function_that_writes_is_stopped_when_the_producer_reads(source: tuple
     assert columns["plans"] == ["id", "name", "billing_freq", "billing_freq_count", "currency", "product_name"]
     # and the read-only transaction stops the write when the producer reads,
     with source_connection(url) as conn, pytest.raises(SourceReadError) as caught:
-        list(StageReader(conn, "plans", query, 10, None).chunks())
+        list(StageReader(conn, "plans", query, 10).chunks())
     assert str(caught.value) == (
         "reading plans from the source failed: the query tries to write to the source, which is read only "
         "(cannot execute INSERT in a read-only transaction)"
@@ -183,7 +184,7 @@ def test_a_function_that_writes_is_stopped_when_the_producer_reads(source: tuple
     # even when the query first tries to lift it.
     lifted = "SELECT set_config('transaction_read_only', 'off', true) AS lift, p.*, {s}.log_volatile() AS n FROM {s}.plans p"
     with source_connection(url) as conn, pytest.raises(SourceReadError) as caught:
-        list(StageReader(conn, "plans", lifted.format(s=schema), 10, None).chunks())
+        list(StageReader(conn, "plans", lifted.format(s=schema), 10).chunks())
     assert str(caught.value) == "reading plans from the source failed: transaction read-write mode must be set before any query"
     assert _snapshot(url, schema) == before
 
@@ -265,3 +266,105 @@ def test_start_refuses_a_bad_mapping_with_exit_3_and_one_line(
     assert result.stdout == ""
     assert _runs_of(stack) == 0
     assert _snapshot(url, schema) == before
+
+
+# --- One statement, any valid SELECT --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        ("SELECT 1;", "SELECT 1 "),
+        ("SELECT 1; -- done\n", "SELECT 1  -- done\n"),
+        ("SELECT 1 /* a; b */ ;  /* c */", "SELECT 1 /* a; b */    /* c */"),
+        ("SELECT ';' AS x, \"a;b\" FROM t -- ;x\n", "SELECT ';' AS x, \"a;b\" FROM t -- ;x\n"),
+        ("SELECT $$;$$, $tag$ ; $$ $tag$, E'\\';' AS y;", "SELECT $$;$$, $tag$ ; $$ $tag$, E'\\';' AS y "),
+        ("SELECT 1 /* nested /* ; */ still */;", "SELECT 1 /* nested /* ; */ still */ "),
+    ],
+)
+def test_a_final_semicolon_and_comments_are_kept_out_of_the_subquery(query: str, kept: str) -> None:
+    assert single_statement("plans", query) == kept
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM plans; COMMIT; CREATE TABLE public.x(); SELECT 1",
+        "SELECT 1; SELECT 2;",
+        "SELECT * FROM plans) AS q; DROP TABLE plans; SELECT * FROM (SELECT 1",
+        "SELECT 1 -- comment\n; DELETE FROM plans",
+    ],
+)
+def test_a_second_statement_is_refused_naming_the_entity(query: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        single_statement("customers", query)
+    assert str(caught.value).startswith("customers query holds more than one SQL statement")
+    assert "\n" not in str(caught.value)
+
+
+SIDE_EFFECTS = {
+    "commit-then-create": "SELECT * FROM {s}.plans; COMMIT; CREATE TABLE {s}.evil (); SELECT 1",
+    "escape-the-subquery": "SELECT * FROM {s}.plans) AS q; COMMIT; CREATE TABLE {s}.evil (); SELECT * FROM (SELECT 1",
+    "commit-then-insert": "SELECT * FROM {s}.plans; COMMIT; INSERT INTO {s}.log VALUES (9); SELECT * FROM {s}.plans",
+}
+
+
+def _evil_exists(url: str, schema: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.evil",)).fetchone() == (True,)
+
+
+@pytest.mark.parametrize("case", list(SIDE_EFFECTS))
+def test_several_statements_never_run_even_past_the_file_check(source: tuple[str, str], case: str) -> None:
+    # The server refuses them too (extended protocol), for the check, the producer and verify alike.
+    from console.verify.errors import CheckIncomplete
+    from console.verify.source import source_rows
+    from producers.normalize import PayloadOptions
+
+    url, schema = source
+    query = SIDE_EFFECTS[case].format(s=schema)
+    before = _snapshot(url, schema)
+    with source_connection(url) as conn, pytest.raises(ConfigError) as caught:
+        check_mapping(conn, _mapping(schema, plans=query))
+    assert str(caught.value).startswith("plans query "), caught.value
+    with source_connection(url) as conn, pytest.raises(SourceReadError):
+        list(StageReader(conn, "plans", query, 10).chunks())
+    with source_connection(url) as conn, pytest.raises(CheckIncomplete):
+        list(source_rows(conn, "plans", query, PayloadOptions(data_source="ds")))
+    assert not _evil_exists(url, schema)
+    assert _snapshot(url, schema) == before
+
+
+VALID_SELECTS = {
+    "trailing-line-comment": "SELECT * FROM {s}.plans -- every plan",
+    "comments-everywhere": "/* plans */ SELECT id, -- the key\n name, billing_freq /* freq */, currency FROM {s}.plans -- end",
+    "trailing-semicolon-and-comment": "SELECT * FROM {s}.plans; -- done\n/* really */",
+    "cte": "WITH p AS (SELECT * FROM {s}.plans) SELECT * FROM p",
+    "union-all": "SELECT * FROM {s}.plans WHERE id = 'p1' UNION ALL SELECT 'p9', 'Nine', 'year', 1, 'eur'",
+    "window-function": "SELECT id, name, billing_freq, currency, row_number() OVER (ORDER BY id)::int AS billing_freq_count FROM {s}.plans",
+    "uuid-and-enum-casts": "SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS id, name, 'month'::{s}.freq AS billing_freq, "
+                           "currency FROM {s}.plans",
+}
+
+
+@pytest.mark.parametrize("case", list(VALID_SELECTS))
+def test_any_valid_single_select_is_a_mapping_query(source: tuple[str, str], workdir: Path, case: str) -> None:
+    from producers.mapping import load_mapping
+    from producers.normalize import PayloadOptions, RowBuilder
+
+    url, schema = source
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE TYPE {}.freq AS ENUM ('month', 'year')").format(sql.Identifier(schema)))
+    # Read from a mapping file, exactly as `start` does,
+    mapping = load_mapping(mapping_file(workdir, schema, name=f"ok-{case}.toml", plans=VALID_SELECTS[case].format(s=schema)))
+    with source_connection(url) as conn:
+        assert "id" in check_mapping(conn, mapping)["plans"]
+        reader = StageReader(conn, "plans", mapping.queries["plans"], 10)
+        builder = RowBuilder("plans", reader.columns, reader.type_names, PayloadOptions(data_source="ds"))
+        built = [builder.build(row) for chunk in reader.chunks() for row in chunk]
+    # every row comes through, and converts to a plan that can be sent.
+    assert built and all(problems is None for _, _, problems, _, _ in built), built
+    ids = {ext_id for ext_id, *_ in built}
+    assert ids == {
+        "cte": {"p1"}, "union-all": {"p1", "p9"}, "uuid-and-enum-casts": {"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+    }.get(case, {"p1"})
