@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from backfill.api.redact import redact
+from backfill.redact import redact
 from models.states import RunState
 
 if TYPE_CHECKING:

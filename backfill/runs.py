@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from backfill import store
 from backfill.errors import LeaseLost, RunStateError
+from backfill.redact import redact
 from models.states import (
     REJECTED_OUTCOMES,
     RUN_ACTIVE_STATES,
@@ -127,7 +128,8 @@ def pause_run(conn: Connection, run_id: int, reason: str) -> bool:
             f"UPDATE runs SET state = '{R.PAUSED}', paused_reason = :reason "
             f"WHERE id = :r AND state = '{R.RUNNING}' RETURNING id"
         ),
-        {"reason": reason, "r": run_id},
+        # A source error's text can carry a connection string: no password is ever stored.
+        {"reason": redact(reason, ()), "r": run_id},
     ).first()
     return row is not None
 

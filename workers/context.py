@@ -44,19 +44,14 @@ class PostingContext:
         settings.require("database_url", "celery_broker_url")
         assert settings.database_url and settings.celery_broker_url
         engine = make_engine(settings.database_url, pool_size=concurrency + 2, application_name=application_name)
-        client = GrowPanelClient(
-            settings.growpanel_api_url,
-            timeout=settings.http_timeout,
-            connect_timeout=settings.http_connect_timeout,
-            max_connections=max(10, concurrency * 2),
-        )
+        client = GrowPanelClient.from_settings(settings, max_connections=max(10, concurrency * 2))
         redis_client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=10, socket_connect_timeout=10)
         return cls(
             engine=engine,
             settings=settings,
             client=client,
             publisher=publisher,
-            alerter=Alerter(settings.alert_webhook_url),
+            alerter=Alerter.from_settings(settings),
             owner=owner,
             limiter=SharedRateLimiter(redis_client, settings.growpanel_max_rps),
             leases=LeaseKeeper(engine, settings.lease_seconds),

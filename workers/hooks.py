@@ -7,6 +7,8 @@ import threading
 from typing import Any
 
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -16,6 +18,7 @@ from celery.signals import (
 )
 
 from backfill.alerts import Alert, Alerter
+from backfill.redact import install_log_redaction
 from backfill.sweep import SweepPolicy, sweep
 from models.db import make_engine
 from workers import producing, resources
@@ -34,6 +37,14 @@ def _is_prefork(sender: Any) -> bool:
     pool = getattr(sender, "pool_cls", None)
     name = getattr(pool, "__module__", "") + str(pool)
     return "prefork" in name
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger, **_: Any) -> None:
+    # Every record, ours or a library's (httpx, psycopg, Celery's tracebacks), loses keys and database
+    # passwords before a handler writes it.
+    install_log_redaction(app_settings().secrets(), logger)
 
 
 @worker_init.connect
@@ -85,7 +96,7 @@ def _sweep_forever() -> None:
     assert settings.database_url
     engine = make_engine(settings.database_url, pool_size=1, application_name="growpanel-backfill sweeper")
     publisher = CeleryPublisher(app)
-    alerter = Alerter(settings.alert_webhook_url)
+    alerter = Alerter.from_settings(settings)
     policy = SweepPolicy(
         queue_timeout=settings.queue_timeout,
         max_deliveries=settings.max_deliveries,

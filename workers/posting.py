@@ -300,13 +300,14 @@ def _reschedule(
     error: str | None,
 ) -> BatchResult:
     """Back to the queue after `delay` (a countdown message), unless the batch's time budget is spent."""
-    if error is not None and batch.elapsed() + delay > ctx.settings.batch_time_budget:
+    # Every wait counts, pacing by the shared rate limit included: a run never sits parked without an alert.
+    if batch.elapsed() + delay > ctx.settings.batch_time_budget:
         return _fail(
             ctx,
             batch,
             exchange,
             f"time budget of {ctx.settings.batch_time_budget:g} s spent ({attempts} failed attempts, "
-            f"{throttled} rate limited): {error}",
+            f"{throttled} rate limited): {error or 'still waiting for the shared rate limit (GROWPANEL_MAX_RPS)'}",
             attempts,
         )
     key = ctx.settings.api_key_for(batch.data_source)

@@ -9,7 +9,7 @@
 from backfill.api.answers import ListingPage, MrrQuery, MrrReport, Progress, ResetResult, UnexpectedAnswer
 from backfill.api.classify import BODY_LIMIT, backoff_delay, body_text, classify, json_body, parse_retry_after
 from backfill.api.client import MAX_RESPONSE_BYTES, MAX_RETRY_AFTER, Exchange, GrowPanelClient
-from backfill.api.redact import RedactingFilter, install_log_redaction, redact, truncate
+from backfill.redact import RedactingFilter, install_log_redaction, redact, truncate
 from backfill.errors import ApiError
 
 __all__ = [

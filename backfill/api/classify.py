@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from backfill.api.redact import redact, truncate
+from backfill.redact import redact, truncate
 from backfill.errors import (
     AuthError,
     FatalApiError,

@@ -33,7 +33,7 @@ SECRETS: list[str] = []
 
 def fail(message: str, code: int) -> None:
     """One line on standard error (keys and database passwords redacted), then exit with `code`."""
-    from backfill.api.redact import redact
+    from backfill.redact import redact
 
     click.echo(f"growpanel-backfill: {redact(message, SECRETS)}", err=True)
     sys.exit(code)
