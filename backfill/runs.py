@@ -183,6 +183,16 @@ def finish_run(conn: Connection, run_id: int) -> str:
     return state
 
 
+def fail_run(conn: Connection, run_id: int) -> None:
+    """A run that could not go on at all (a dry run whose production broke) -> failed."""
+    conn.execute(text("UPDATE runs SET state = :s, finished_at = now() WHERE id = :r"), {"s": R.FAILED, "r": run_id})
+
+
+def mark_pruned(conn: Connection, run_id: int) -> None:
+    """The run's detail is (being) pruned: `retry` refuses it and `errors` says so."""
+    conn.execute(text("UPDATE runs SET pruned_at = now() WHERE id = :r"), {"r": run_id})
+
+
 # --- resume and retry ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

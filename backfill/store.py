@@ -386,6 +386,25 @@ def uncount(conn: Connection, batch_id: int, column: str, n: int) -> None:
     )
 
 
+def set_counts(conn: Connection, batch_id: int, counts: dict[str, int]) -> None:
+    """The batch's outcome counters (`counts` keyed by the n_* column names of `backfill.audit.counters`)."""
+    sets = ", ".join(f"{column} = :{column}" for column in counts)
+    conn.execute(text(f"UPDATE batches SET {sets} WHERE id = :b"), {**counts, "b": batch_id})  # noqa: S608
+
+
+def clear_detail(conn: Connection, batch_ids: Sequence[int]) -> tuple[int, int]:
+    """Prune: the batches' attempts deleted, payload and manifest dropped; (attempts, batches) touched."""
+    attempts = conn.execute(text("DELETE FROM batch_attempts WHERE batch_id = ANY(:ids)"), {"ids": list(batch_ids)}).rowcount
+    cleared = conn.execute(
+        text(
+            "UPDATE batches SET payload = NULL, manifest = NULL "
+            "WHERE id = ANY(:ids) AND (payload IS NOT NULL OR manifest IS NOT NULL)"
+        ),
+        {"ids": list(batch_ids)},
+    ).rowcount
+    return int(attempts), int(cleared)
+
+
 def stage_counts(conn: Connection, run_id: int) -> dict[str, dict[str, int]]:
     """Per stage, the outcome counters summed over its batches (never over the audit table)."""
     counts = {stage: dict.fromkeys(_COUNTERS, 0) for stage in STAGES}

@@ -6,11 +6,12 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from backfill import runs, store
 from backfill.audit import counters, write_outcomes
 from backfill.manifest import load_manifest
-from console.reasons import Reason, group_reasons
+from console.reasons import Reason, rejected_reasons
 from console.safe_text import visible
-from models.states import STAGES, RunState
+from models.states import STAGES
 from producers.produce import ProducerContext, produce_run
 from workers.decide import local_outcomes
 
@@ -25,13 +26,8 @@ def run_dry(ctx: ProducerContext, run_id: int, only_changed: bool) -> None:
     for stage in STAGES:
         _resolve_stage(engine, run_id, stage, data_source, only_changed)
     with engine.begin() as conn:
-        rejected = conn.execute(
-            text("SELECT coalesce(sum(n_error + n_invalid + n_skipped), 0) FROM batches WHERE run_id = :r"), {"r": run_id}
-        ).scalar_one()
-        conn.execute(
-            text("UPDATE runs SET state = :s, finished_at = now(), current_stage = 'invoices' WHERE id = :r"),
-            {"s": RunState.COMPLETED_WITH_ERRORS if rejected else RunState.SUCCEEDED, "r": run_id},
-        )
+        runs.open_stage(conn, run_id, STAGES[-1])
+        runs.finish_run(conn, run_id)
 
 
 def _resolve_stage(engine: Engine, run_id: int, stage: str, data_source: str, only_changed: bool) -> None:
@@ -48,9 +44,7 @@ def _resolve_stage(engine: Engine, run_id: int, stage: str, data_source: str, on
             entries = load_manifest(manifest)
             local = local_outcomes(conn, run_id, stage, data_source, entries, only_changed)
             outcomes = [local[i] for i in sorted(local)]
-            counts = counters(outcomes)
-            sets = ", ".join(f"{column} = :{column}" for column in counts)
-            conn.execute(text(f"UPDATE batches SET {sets} WHERE id = :b"), {**counts, "b": batch_id})  # noqa: S608
+            store.set_counts(conn, batch_id, counters(outcomes))
             write_outcomes(
                 conn,
                 run_id=run_id,
@@ -63,22 +57,13 @@ def _resolve_stage(engine: Engine, run_id: int, stage: str, data_source: str, on
                 answered_at=None,
             )
     with engine.begin() as conn:
-        conn.execute(text("UPDATE run_stages SET done_at = now() WHERE run_id = :r AND stage = :s"), {"r": run_id, "s": stage})
+        runs.close_stage(conn, run_id, stage, store.stage_counts(conn, run_id)[stage])
 
 
 def top_reasons(engine: Engine, run_id: int, limit: int = 5) -> dict[str, list[Reason]]:
     """The most frequent reasons per stage, with three example ids each."""
     with engine.connect() as conn:
-        rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
-            text(
-                """
-                SELECT entity, external_id, outcome, message FROM audit
-                WHERE run_id = :r AND outcome IN ('error', 'invalid', 'skipped')
-                """
-            ),
-            {"r": run_id},
-        )
-        reasons = group_reasons((r.entity, r.external_id, r.outcome, r.message) for r in rows)
+        reasons = rejected_reasons(conn, run_id)
     out: dict[str, list[Reason]] = {stage: [] for stage in STAGES}
     for reason in reasons:
         if len(out[reason.entity]) < limit:

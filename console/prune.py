@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from backfill.runs import mark_pruned
+from backfill.store import clear_detail
 from console.status import FINAL_RUN_STATES
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -189,7 +191,7 @@ def _prune_run(engine: Engine, run: RunPruned, cutoff: datetime, chunk: int) -> 
         if not _still_prunable(conn, run.run_id, cutoff):
             run.stopped = "the run is no longer finished"
             return
-        conn.execute(text("UPDATE runs SET pruned_at = now() WHERE id = :r"), {"r": run.run_id})
+        mark_pruned(conn, run.run_id)
     history, targets, audit = _KEYED_TABLES
     for table, key in (history, targets):
         if not _delete_keyed(engine, run, cutoff, table, key, chunk):
@@ -203,7 +205,7 @@ def _prune_run(engine: Engine, run: RunPruned, cutoff: datetime, chunk: int) -> 
         if not _still_prunable(conn, run.run_id, cutoff):
             run.stopped = "the run became active while it was being pruned"
             return
-        conn.execute(text("UPDATE runs SET pruned_at = now() WHERE id = :r"), {"r": run.run_id})
+        mark_pruned(conn, run.run_id)
 
 
 def _delete_keyed(engine: Engine, run: RunPruned, cutoff: datetime, table: str, key: tuple[str, ...], chunk: int) -> bool:
@@ -249,16 +251,7 @@ def _clear_batches(engine: Engine, run: RunPruned, cutoff: datetime, per_chunk: 
             if not _still_prunable(conn, run.run_id, cutoff):
                 run.stopped = "the run became active while it was being pruned"
                 return False
-            attempts = conn.execute(text("DELETE FROM batch_attempts WHERE batch_id = ANY(:ids)"), {"ids": part}).rowcount
-            cleared = conn.execute(
-                text(
-                    """
-                    UPDATE batches SET payload = NULL, manifest = NULL
-                    WHERE id = ANY(:ids) AND (payload IS NOT NULL OR manifest IS NOT NULL)
-                    """
-                ),
-                {"ids": part},
-            ).rowcount
+            attempts, cleared = clear_detail(conn, part)
         run.batch_attempts += attempts
         run.batch_payloads += cleared
         if attempts or cleared:

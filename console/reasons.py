@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from models.states import REJECTED_OUTCOMES, sql_list
 
 _GOT = re.compile(r",? got .*$")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _HTTP = re.compile(r"^HTTP \d{3}\b")
 _TOKEN_WITH_DIGIT = re.compile(r"\b[\w.@+-]*\d[\w.@+-]*\b")
+_REJECTED_SQL = sql_list(REJECTED_OUTCOMES)
 _REJECTED = re.compile(r"^(customer|plan) .+? was rejected in this run \((\w+): .*\)$")
 
 
@@ -35,6 +39,17 @@ def _generic(message: str) -> str:
         prefix, message = message[: m.end()], message[m.end() :]
     text = _QUOTED.sub("<value>", message[:300])
     return prefix + _TOKEN_WITH_DIGIT.sub("<id>", text)
+
+
+def rejected_reasons(conn: Any, run_id: int) -> list[Reason]:
+    """The run's rejected rows (streamed from the audit) grouped by reason, most frequent first."""
+    from sqlalchemy import text
+
+    rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
+        text(f"SELECT entity, external_id, outcome, message FROM audit WHERE run_id = :r AND outcome IN {_REJECTED_SQL}"),
+        {"r": run_id},
+    )
+    return group_reasons((r.entity, r.external_id, r.outcome, r.message) for r in rows)
 
 
 @dataclass

@@ -222,7 +222,7 @@ def reset_data_source_now(settings: Any) -> None:
 
 def _dry_run(settings: Any, engine: Any, options: Any, as_json: bool) -> None:
     from console.dryrun import run_dry, summary_lines, top_reasons
-    from backfill.runs import create_run
+    from backfill.runs import create_run, fail_run
     from console.status import status_document
     from producers.produce import ProducerContext
 
@@ -234,9 +234,7 @@ def _dry_run(settings: Any, engine: Any, options: Any, as_json: bool) -> None:
         run_dry(producer, run_id, options.only_changed)
     except BaseException:
         with engine.begin() as conn:
-            from sqlalchemy import text
-
-            conn.execute(text("UPDATE runs SET state = :s, finished_at = now() WHERE id = :r"), {"s": RunState.FAILED, "r": run_id})
+            fail_run(conn, run_id)
         raise
     with engine.connect() as conn:
         doc = status_document(conn, run_id)

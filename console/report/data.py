@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from console.reasons import group_reasons
+from console.reasons import rejected_reasons
 from models.states import BatchState as B
 from console.status import status_document
 
@@ -205,16 +205,7 @@ def attempts_histogram(conn: Connection, run_id: int, pruned: bool) -> dict[str,
 
 def reasons(conn: Connection, run_id: int, limit: int = REASON_LIMIT) -> dict[str, Any]:
     """Rejected rows grouped by reason, most frequent first, with three example ids each."""
-    rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
-        text(
-            """
-            SELECT entity, external_id, outcome, message FROM audit
-            WHERE run_id = :r AND outcome IN ('error', 'invalid', 'skipped')
-            """
-        ),
-        {"r": run_id},
-    )
-    grouped = group_reasons((r.entity, r.external_id, r.outcome, r.message) for r in rows)
+    grouped = rejected_reasons(conn, run_id)
     return {
         "groups": len(grouped),
         "shown": [
