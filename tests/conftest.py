@@ -151,3 +151,9 @@ def make_stack(source_db: Database, sandbox_process: SandboxProcess, workdir: Pa
         db.drop()
         if own_redis is not None:
             own_redis.cleanup()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow scenarios first (stable otherwise): they mostly wait on the documented default timeouts, so
+    under `scripts/test`'s parallel workers they overlap with everything else instead of ending last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

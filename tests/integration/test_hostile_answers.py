@@ -221,6 +221,7 @@ def _dump(stack: Stack) -> str:
     return "\n".join(str(row) for table in tables for row in stack.sql(f'SELECT t::text AS row FROM "{table}" t'))  # noqa: S608
 
 
+@pytest.mark.slow
 def test_the_key_echoed_every_way_is_in_no_table_log_alert_or_message(make_stack, hostile: str, source_db: Database, source_schema: str, workdir: Path) -> None:
     # Given workers and the CLI pointed at a server that echoes the key in every answer
     stack: Stack = make_stack(

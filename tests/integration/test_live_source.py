@@ -8,6 +8,8 @@ stage barrier hold (the sandbox records violations of both).
 
 from __future__ import annotations
 
+import pytest
+
 import signal
 import threading
 from pathlib import Path
@@ -112,6 +114,7 @@ class _Churn:
                 self.round(conn)
 
 
+@pytest.mark.slow
 def test_a_changing_source_and_a_killed_producer_give_every_row_of_the_cut_one_outcome(
     make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
 ) -> None:
@@ -151,6 +154,7 @@ def test_a_changing_source_and_a_killed_producer_give_every_row_of_the_cut_one_o
     assert "resumes in a new snapshot" in stack.logs()
 
 
+@pytest.mark.slow
 def test_a_first_row_slower_than_the_producer_lease_starts_one_producer(
     make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
 ) -> None:
@@ -201,6 +205,7 @@ def test_the_source_restarted_mid_stage_is_read_again_without_a_human(
     _check_cut(stack, sandbox, run_id, ids, ids, {"plans": set(), "customers": set(), "invoices": set()})
 
 
+@pytest.mark.slow
 def test_a_source_away_longer_than_the_retries_pauses_the_run_with_the_reason(
     make_stack, sandbox: SandboxView, workdir: Path
 ) -> None:

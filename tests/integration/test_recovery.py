@@ -7,6 +7,8 @@ QUEUE_TIMEOUT=600...), not the fast test policies, where the promise is stated f
 
 from __future__ import annotations
 
+import pytest
+
 import base64
 import os
 import signal
@@ -55,6 +57,7 @@ def _held_messages(broker_url: str) -> list[int]:
         client.close()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_holding_prefetched_messages_is_recovered_within_lease_plus_sweep(
     make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
 ) -> None:
@@ -91,6 +94,7 @@ def test_a_killed_worker_holding_prefetched_messages_is_recovered_within_lease_p
     assert survivor.process.poll() is None
 
 
+@pytest.mark.slow
 def test_a_request_slower_than_its_lease_is_posted_once_and_in_order(
     make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
 ) -> None:
