@@ -7,6 +7,7 @@ processes, against the sandbox over HTTP. A missing service is a failure, not a 
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -154,6 +155,22 @@ def make_stack(source_db: Database, sandbox_process: SandboxProcess, workdir: Pa
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow scenarios first (stable otherwise): they mostly wait on the documented default timeouts, so
-    under `scripts/test`'s parallel workers they overlap with everything else instead of ending last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Spread the slow scenarios so that each parallel worker starts with its share of them.
+
+    They mostly wait on the documented default timeouts; started first on every worker they overlap with
+    everything else instead of ending last one after another. xdist's `load` scheduler gives worker k
+    the items [k*c, (k+1)*c) first, with c = len(items) // workers // 4: the slow ones go at the head
+    of those chunks. In one process they simply run first.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    rest = [item for item in items if item.get_closest_marker("slow") is None]
+    chunk = max(1, len(items) // workers // 4)
+    ordered: list[pytest.Item | None] = [None] * len(items)
+    for j, item in enumerate(slow):
+        position = min((j % workers) * chunk + j // workers, len(items) - 1)
+        while ordered[position] is not None:
+            position = (position + 1) % len(items)
+        ordered[position] = item
+    filler = iter(rest)
+    items[:] = [item if item is not None else next(filler) for item in ordered]
