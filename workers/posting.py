@@ -74,6 +74,11 @@ class Claimed:
     # This claim's lease token: unique per claim, so two threads of one process never share a lease.
     owner: str
 
+    @functools.cached_property
+    def sendable(self) -> int:
+        """Entries with a payload body (rows the producer did not decide locally)."""
+        return sum(1 for e in self.entries if e.hash is not None)
+
     def elapsed(self) -> float:
         """Seconds since the batch's first try (database clock at the claim, then a monotonic clock)."""
         return self.elapsed_at_claim + time.monotonic() - self.claimed_at
@@ -159,7 +164,10 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> BatchResult:
     entries = batch.entries
     with batch.conn.begin():
         local = local_outcomes(batch.conn, ref.run_id, ref.stage, batch.data_source, entries, batch.only_changed)
-    send = [i for i, entry in enumerate(entries) if entry.sendable and i not in local]
+    send = (
+        list(range(len(entries))) if not local and batch.sendable == len(entries)
+        else [i for i, entry in enumerate(entries) if entry.sendable and i not in local]
+    )
     if not send:
         return _finalize(ctx, batch, local, {}, None, [])
     key = ctx.settings.api_key_for(batch.data_source)
@@ -244,10 +252,10 @@ def _finalize_accepted(ctx: PostingContext, batch: Claimed, exchange: Exchange, 
 
 def _body(batch: Claimed, entries: list[ManifestEntry], send: list[int]) -> bytes:
     """The payload as produced, or rebuilt without the rows that were decided locally."""
-    hashed = [i for i, entry in enumerate(entries) if entry.sendable]
     assert batch.payload is not None
-    if len(hashed) == len(send):
+    if len(send) == batch.sendable:
         return batch.payload
+    hashed = [i for i, entry in enumerate(entries) if entry.sendable]
     position = {i: p for p, i in enumerate(hashed)}
     rows = orjson.loads(batch.payload)
     return orjson.dumps([rows[position[i]] for i in send])
@@ -352,7 +360,7 @@ def _reschedule(
 
 
 def _sendable(batch: Claimed) -> int:
-    return sum(1 for e in batch.entries if e.sendable)
+    return batch.sendable
 
 
 @_keeps_lease

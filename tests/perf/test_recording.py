@@ -22,9 +22,9 @@ from tests.support.sources import build_source, mapping_file
 
 # Statements of a clean batch that does not end its stage: the pool's pre-ping, the claim (BEGIN,
 # UPDATE ... RETURNING, COMMIT), the record (BEGIN, one statement, COMMIT) and advance (BEGIN, the run's
-# lock, the stage, the in-flight count, the queueing UPDATE, COMMIT). The general path sends two more
-# (the UPDATE, the COPY and the attempt's INSERT instead of one statement): 15 before issue 13.
-STEADY = 13
+# lock, the stage with its in-flight count, the queueing UPDATE, COMMIT). Before issue 13 it was 15: the
+# record was the UPDATE, the COPY and the attempt's INSERT, and advance counted in a statement of its own.
+STEADY = 12
 # Invoices add the rejected-parent lookup (BEGIN, SELECT, COMMIT) and, in a chain, one more probe; the
 # batch that ends a stage adds the barrier (probes, closing and opening stages).
 STEADY_WITH_PARENTS = STEADY + 4
