@@ -228,11 +228,13 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> BatchResult:
 
 def _all_accepted(batch: Claimed, local: dict[int, Outcome], send: list[int], exchange: Exchange, answered: list[Any]) -> bool:
     """The common case that PostgreSQL records from the manifest: a first pass, every row sent, every
-    answer a plain accepted status (no message), a clean exchange, and a manifest jsonb can read."""
+    answer a plain accepted status (no message), a clean 200 (whose body the attempt does not keep), and a
+    manifest jsonb can read."""
     return (
         batch.pass_no == 1
         and not local
         and len(send) == len(batch.entries)
+        and exchange.status == 200
         and exchange.error is None
         and all(message is None for _, _, message in answered)
         and b"\\u0000" not in batch.manifest
