@@ -15,9 +15,11 @@ from sqlalchemy import Connection, Engine, text
 
 from backfill import runs, store
 from backfill.messages import BatchRef, Publisher
-from models.states import STAGES, RunState
+from models.states import IN_FLIGHT_STATES, STAGES, RunState, sql_list
 
 log = logging.getLogger(__name__)
+
+_IN_FLIGHT = sql_list(IN_FLIGHT_STATES)
 
 
 def advance(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: int) -> list[BatchRef]:
@@ -40,17 +42,19 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
         return []
     # A statement of its own, after the lock: in READ COMMITTED it sees what the transaction that held
     # the lock before us committed (a subquery of the locking statement would not).
-    stage, produced, done_at = conn.execute(
+    # The stage and its in-flight count in one round trip (one snapshot, too).
+    stage, produced, done_at, in_flight = conn.execute(
         text(
-            """
-            SELECT r.current_stage, s.produced, s.done_at
+            f"""
+            SELECT r.current_stage, s.produced, s.done_at,
+                   (SELECT count(*) FROM batches b
+                    WHERE b.run_id = r.id AND b.stage = r.current_stage AND b.state IN {_IN_FLIGHT})
             FROM runs r JOIN run_stages s ON s.run_id = r.id AND s.stage = r.current_stage
             WHERE r.id = :id
-            """
+            """  # noqa: S608 - fixed state names
         ),
         {"id": run_id},
     ).one()
-    in_flight = store.in_flight(conn, run_id, stage)
     # The stage can only be over when nothing of it is in flight: only then look further.
     while done_at is not None or (produced and not in_flight and not store.has_open_batches(conn, run_id, stage)):
         if done_at is None:

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, create_engine, text
 
-from bench.figures import MachineLoad
-from bench.measure import CpuMeter, Sampler, Series, hwm_bytes
+from bench.figures import MachineLoad, first_post
+from bench.measure import CpuMeter, PostgresMeter, Sampler, Series, hwm_bytes
 from bench.profiling import Profiler
 from bench.services import (
     Database,
@@ -87,6 +87,8 @@ class RunResult:
     machine_busy: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     profiles: dict[str, Path] = field(default_factory=dict)
+    # CPU seconds of the PostgreSQL backends of the state and source databases (not counted in importer_cpu).
+    postgres_cpu: float = 0.0
 
     @property
     def total_rows(self) -> int:
@@ -97,6 +99,18 @@ class RunResult:
     def seconds(self) -> float:
         """From the run's creation to its end (state database clock)."""
         return self.finished_at - self.started_at
+
+    @property
+    def seconds_from_start(self) -> float:
+        """From `start` being invoked to the run's end: what a user waits (issue 13's measure)."""
+        return self.finished_at - self.cli_started
+
+    @property
+    def first_request(self) -> float | None:
+        """Seconds from `start` being invoked to the first POST arriving at the sandbox."""
+        firsts = [first_post(self.requests, e) for e in ("plans", "customers", "invoices")]
+        known = [f for f in firsts if f is not None]
+        return min(known) - self.cli_started if known else None
 
     @property
     def importer_cpu(self) -> float:
@@ -110,6 +124,7 @@ class Deployment:
     def __init__(self, setup: Setup, source_url: str, workdir: Path) -> None:
         self.setup = setup
         self.workdir = workdir
+        self.source_url = source_url
         self.processes: list[ServiceProcess] = []
         self._data_sources = itertools.count(1)
         self.state = Database("state", prefix="gpbench")
@@ -183,8 +198,10 @@ class Deployment:
         assert self.redis is not None
         redis_before = self.redis.memory()
         meter = CpuMeter(pids)
+        pg = PostgresMeter(self.state.url, [self.state.name, self.source_url.rsplit("/", 1)[1]])
         load = MachineLoad()
         profiler = Profiler({name: pids[name] for name in profile or []}, self.workdir)
+        pg.start()
         meter.start()
         load.start()
         with Sampler(pids) as sampler, profiler:
@@ -197,6 +214,7 @@ class Deployment:
             run_id = int(started.stdout.strip())
             state = self._wait(run_id, timeout)
         cpu = meter.stop()
+        postgres_cpu = pg.stop()
         busy = load.stop()
         if state not in ("succeeded", "completed_with_errors"):
             raise RuntimeError(f"run {run_id} ended {state}: {self._reason(run_id)}")
@@ -219,6 +237,7 @@ class Deployment:
             machine_busy=busy,
             requests=self.requests(data_source),
             profiles=profiler.outputs,
+            postgres_cpu=postgres_cpu,
         )
 
     def _wait(self, run_id: int, timeout: float) -> str:

@@ -133,3 +133,66 @@ class CpuMeter:
 def mib(n: float) -> float:
     """Bytes to MiB."""
     return n / (1024 * 1024)
+
+
+class PostgresMeter:
+    """CPU seconds of the PostgreSQL backends serving some databases, between `start()` and `stop()`.
+
+    The server is shared with other sessions, so only backends whose `pg_stat_activity.datname` is one
+    of ours are counted (processes named postgres, children of the postmaster). Backends are found by
+    polling every `interval` seconds; one that appears after `start()` counts from its birth, one that
+    exits between two polls loses at most its last interval.
+    """
+
+    def __init__(self, url: str, databases: list[str], interval: float = 0.2) -> None:
+        self.url = url
+        self.databases = databases
+        self.interval = interval
+        self._base: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-pgmeter", daemon=True)
+        self.seconds = 0.0
+
+    def _backends(self, conn: object) -> list[int]:
+        rows = conn.execute(  # type: ignore[attr-defined]
+            "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND pid <> pg_backend_pid()", (self.databases,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _poll(self, conn: object, first: bool) -> None:
+        for pid in self._backends(conn):
+            try:
+                proc = psutil.Process(pid)
+                if proc.name() != "postgres":
+                    continue
+                t = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            used = t.user + t.system
+            if pid not in self._base:
+                self._base[pid] = used if first else 0.0
+            self._last[pid] = used
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            self._poll(conn, first=True)
+            self._ready.set()
+            while not self._stop.wait(self.interval):
+                self._poll(conn, first=False)
+            self._poll(conn, first=False)
+
+    def start(self) -> None:
+        """Take the starting readings and start polling."""
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self) -> float:
+        """CPU seconds of the counted backends since `start()`."""
+        self._stop.set()
+        self._thread.join()
+        self.seconds = sum(self._last[pid] - self._base[pid] for pid in self._last)
+        return self.seconds

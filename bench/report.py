@@ -13,6 +13,8 @@ COLUMNS = (
     ("req_per_s", "req/s"),
     ("floor_ratio", "vs floor"),
     ("cpu_us_per_row", "CPU µs/row"),
+    ("pg_us_per_row", "Postgres µs/row"),
+    ("first_request", "1st request s"),
     ("producer_rss", "producer RSS MiB"),
     ("worker_rss", "worker RSS MiB"),
     ("redis_peak", "Redis peak MiB"),
@@ -27,6 +29,8 @@ def _cell(row: Row, attr: str) -> str:
         return "-"
     if attr == "floor_ratio" or attr == "machine":
         return f"{value * 100:.0f}%"
+    if attr == "first_request":
+        return f"{value:.2f}"
     if attr == "rows":
         return f"{value:,}"
     if attr in ("rows_per_s",):

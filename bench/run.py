@@ -34,7 +34,7 @@ from bench.scenarios import (
 )
 from bench.services import ROOT, Database
 
-SCENARIOS = ("memory", "rate", "floor", "cpu", "pool", "inflight")
+SCENARIOS = ("memory", "rate", "floor", "floor200", "cpu", "pool", "inflight")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "rate":
                 part = scenario_rate(bench, args.size, args.rate)
             elif name == "floor":
-                part = scenario_floor(bench, args.size)
+                part = scenario_floor(bench, args.size, 50.0, 0.8)
+            elif name == "floor200":
+                part = scenario_floor(bench, args.size, 200.0, 0.95)
             elif name == "cpu":
                 part = scenario_cpu(bench, args.size, args.profile)
             elif name == "pool":

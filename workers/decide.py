@@ -5,6 +5,7 @@ Shared by the worker (just before posting) and by `start --dry-run` (which sends
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -45,10 +46,13 @@ def _skip_rejected_dependencies(
 ) -> None:
     """Rows whose parent (an invoice's customer or plan, from the entity's spec) was rejected earlier in this run are `skipped`."""
     parents = ENTITIES[stage].parents
-    wanted = {
-        parent: list({getattr(e, column) for i, e in enumerate(entries) if i not in local and getattr(e, column) is not None})
-        for column, parent in parents
-    }
+    # Without local outcomes (the common case) every entry counts: one C-level pass per parent column.
+    rows = entries if not local else [e for i, e in enumerate(entries) if i not in local]
+    wanted = {}
+    for column, parent in parents:
+        ids = set(map(attrgetter(column), rows))
+        ids.discard(None)
+        wanted[parent] = list(ids)
     if not any(wanted.values()):
         return
     entities = list(wanted)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from backfill import store
 from backfill.alerts import Alert
 from backfill.api import Exchange, backoff_delay, body_text, classify, redact
-from backfill.audit import Outcome, clean_text, counters, write_outcomes
+from backfill.audit import Outcome, clean_text, counters, finish_accepted, status_counters, write_outcomes
 from backfill.dispatch import advance_on
 from backfill.errors import (
     ApiError,
@@ -58,6 +58,7 @@ class Claimed:
     rows: int
     payload: bytes | None
     entries: list[ManifestEntry]
+    manifest: bytes
     attempts: int
     throttled: int
     first_try_at: datetime
@@ -72,6 +73,11 @@ class Claimed:
     conn: Connection
     # This claim's lease token: unique per claim, so two threads of one process never share a lease.
     owner: str
+
+    @functools.cached_property
+    def sendable(self) -> int:
+        """Entries with a payload body (rows the producer did not decide locally)."""
+        return sum(1 for e in self.entries if e.hash is not None)
 
     def elapsed(self) -> float:
         """Seconds since the batch's first try (database clock at the claim, then a monotonic clock)."""
@@ -121,6 +127,7 @@ def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | No
         rows=row.rows,
         payload=row.payload,
         entries=load_manifest(row.manifest),
+        manifest=row.manifest,
         attempts=row.attempts,
         throttled=row.throttled,
         first_try_at=row.first_try_at,
@@ -157,7 +164,10 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> BatchResult:
     entries = batch.entries
     with batch.conn.begin():
         local = local_outcomes(batch.conn, ref.run_id, ref.stage, batch.data_source, entries, batch.only_changed)
-    send = [i for i, entry in enumerate(entries) if entry.sendable and i not in local]
+    send = (
+        list(range(len(entries))) if not local and batch.sendable == len(entries)
+        else [i for i, entry in enumerate(entries) if entry.sendable and i not in local]
+    )
     if not send:
         return _finalize(ctx, batch, local, {}, None, [])
     key = ctx.settings.api_key_for(batch.data_source)
@@ -204,6 +214,8 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> BatchResult:
     except RetriableApiError as exc:
         return _transient_failure(ctx, batch, exchange, str(exc))
     answered = match_results([entries[i] for i in send], results)
+    if _all_accepted(batch, local, send, exchange, answered):
+        return _finalize_accepted(ctx, batch, exchange, [outcome for outcome, _, _ in answered])
     sent = {}
     status = exchange.status
     for i, (outcome, export_status, message) in zip(send, answered):
@@ -214,12 +226,38 @@ def _process_claimed(ctx: PostingContext, batch: Claimed) -> BatchResult:
     return _finalize(ctx, batch, local, sent, exchange, send)
 
 
+def _all_accepted(batch: Claimed, local: dict[int, Outcome], send: list[int], exchange: Exchange, answered: list[Any]) -> bool:
+    """The common case that PostgreSQL records from the manifest: a first pass, every row sent, every
+    answer a plain accepted status (no message), a clean 200 (whose body the attempt does not keep), and a
+    manifest jsonb can read."""
+    return (
+        batch.pass_no == 1
+        and not local
+        and len(send) == len(batch.entries)
+        and exchange.status == 200
+        and exchange.error is None
+        and all(message is None for _, _, message in answered)
+        and b"\\u0000" not in batch.manifest
+    )
+
+
+@_keeps_lease
+def _finalize_accepted(ctx: PostingContext, batch: Claimed, exchange: Exchange, statuses: list[str]) -> BatchResult:
+    with batch.conn.begin():
+        finish_accepted(
+            batch.conn, batch.ref.batch_id, batch.owner, batch.attempts + 1, status_counters(statuses),
+            run_id=batch.ref.run_id, entity=batch.ref.stage, statuses=statuses, http_status=exchange.status,
+            sent_at=exchange.started_at, answered_at=datetime.now(timezone.utc), latency_ms=exchange.latency_ms,
+        )
+    return BatchResult.DONE
+
+
 def _body(batch: Claimed, entries: list[ManifestEntry], send: list[int]) -> bytes:
     """The payload as produced, or rebuilt without the rows that were decided locally."""
-    hashed = [i for i, entry in enumerate(entries) if entry.sendable]
     assert batch.payload is not None
-    if len(hashed) == len(send):
+    if len(send) == batch.sendable:
         return batch.payload
+    hashed = [i for i, entry in enumerate(entries) if entry.sendable]
     position = {i: p for p, i in enumerate(hashed)}
     rows = orjson.loads(batch.payload)
     return orjson.dumps([rows[position[i]] for i in send])
@@ -324,7 +362,7 @@ def _reschedule(
 
 
 def _sendable(batch: Claimed) -> int:
-    return sum(1 for e in batch.entries if e.sendable)
+    return batch.sendable
 
 
 @_keeps_lease

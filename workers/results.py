@@ -36,7 +36,10 @@ def match_results(entries: list[ManifestEntry], results: list[Any]) -> list[RowR
     """
     ids = [entry.id for entry in entries]
     echoed = [r.get("id") if isinstance(r, dict) else None for r in results]
-    aligned = len(results) == len(entries) and all(e == i or e is None or str(e) == i for e, i in zip(echoed, ids))
+    # The usual answer echoes every id as sent: one list comparison in C instead of a check per row.
+    aligned = echoed == ids or (
+        len(results) == len(entries) and all(e == i or e is None or str(e) == i for e, i in zip(echoed, ids))
+    )
     if aligned:
         plain = _PLAIN
         out = []

@@ -58,6 +58,12 @@ class WireCounter:
         # because libc streams opened with "w" on one description share its offset).
         dbapi_connection.pgconn.trace(os.dup(self._file.fileno()))
 
+    def trace(self) -> bytes:
+        """Everything traced so far (frontend and backend messages of every traced connection)."""
+        self._libc.fflush(None)
+        self._file.seek(0)
+        return self._file.read()
+
     def take(self) -> int:
         """Statements sent since the previous call."""
         # libpq writes the trace through stdio buffers: flush every stream of the process.
