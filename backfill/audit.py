@@ -1,9 +1,8 @@
 """Writing final outcomes: one statement per batch into `audit`, and the batch's counters beside it.
 
-A first-pass batch answered clean and accepted row for row is recorded by `finish_accepted` in one
-statement that also finishes the batch under its lease (the same guarded UPDATE as `store.finish`);
-PostgreSQL builds its audit rows from the stored manifest. Every other batch goes through
-`store.finish` + `write_outcomes`.
+A first-pass batch answered clean and accepted row for row is recorded by `store.record_accepted`, one
+statement that finishes the batch under its lease and has PostgreSQL build its audit rows from the
+stored manifest. Every other batch goes through `store.finish` + `write_outcomes`.
 
 Pass 1 (a run's first pass) COPYs its rows: nothing can be there yet, since a batch is finalised once,
 under its lease. Later passes (`retry`) replace rows: the old row goes to `audit_history`, the old
@@ -21,8 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from backfill import store
-from backfill.errors import LeaseLost
-from models.states import ACCEPTED_OUTCOMES, BatchState
+from models.states import ACCEPTED_OUTCOMES
 
 _COUNTER_OF = {
     "inserted": "n_inserted",
@@ -108,47 +106,6 @@ def write_outcomes(
         _copy(conn, run_id, entity, batch_id, outcomes, attempts, sent_at, answered_at)
     else:
         _replace(conn, run_id, entity, batch_id, pass_no, outcomes, attempts, sent_at, answered_at)
-
-
-def finish_accepted(conn: Connection, batch_id: int, owner: str, attempts: int, counts: dict[str, int], *,
-                    run_id: int, entity: str, statuses: Sequence[str], http_status: int, sent_at: datetime,
-                    answered_at: datetime, latency_ms: float | None) -> None:
-    """`store.finish`, its audit rows and its attempt in one statement, for a first-pass batch whose every row
-    was sent and accepted in manifest order: PostgreSQL builds the rows from the stored manifest (id,
-    hash) and the answered statuses, so the worker builds none. Only the lease holder records it."""
-    sets = ", ".join(f"{column} = :{column}" for column in counts)
-    done, written = conn.execute(
-        text(
-            f"""
-            WITH fin AS (
-                UPDATE batches SET state = '{BatchState.DONE}', finished_at = now(), attempts = :attempts, last_error = NULL,
-                    {sets}, lease_owner = NULL, lease_until = NULL
-                WHERE id = :id AND state = '{BatchState.RUNNING}' AND lease_owner = :owner RETURNING id, manifest
-            ), rows AS (
-                INSERT INTO audit (run_id, entity, external_id, batch_id, outcome, export_status, http_status, attempts,
-                                   payload_hash, sent_at, answered_at)
-                SELECT :run_id, :entity, m.e ->> 0, fin.id, s.status, s.status, :http, :attempts,
-                       decode(m.e ->> 1, 'hex'), :sent_at, :answered_at
-                FROM fin CROSS JOIN LATERAL jsonb_array_elements(convert_from(fin.manifest, 'UTF8')::jsonb)
-                         WITH ORDINALITY AS m(e, n)
-                JOIN unnest(string_to_array(:statuses, ',')) WITH ORDINALITY AS s(status, n) ON s.n = m.n
-                RETURNING 1
-            ), attempt AS (
-                INSERT INTO batch_attempts (batch_id, started_at, latency_ms, rows_sent, http_status)
-                SELECT fin.id, :sent_at, :latency, :sent, :http FROM fin
-            )
-            SELECT (SELECT count(*) FROM fin), (SELECT count(*) FROM rows)
-            """  # noqa: S608 - fixed fragments
-        ),
-        {"id": batch_id, "owner": owner, "attempts": attempts, **counts, "run_id": run_id, "entity": entity,
-         "statuses": ",".join(statuses), "http": http_status, "sent_at": sent_at, "answered_at": answered_at,
-         "latency": latency_ms, "sent": len(statuses)},
-    ).one()
-    if not done:
-        raise LeaseLost(f"batch {batch_id}")
-    if written != len(statuses):
-        # Never commit a batch whose audit rows do not match its answers one for one.
-        raise RuntimeError(f"batch {batch_id}: {written} audit rows for {len(statuses)} answers")
 
 
 def _values(

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     queue_timeout: float = Field(600.0, gt=0)
     # A batch whose worker died this many times is failed instead of re-queued.
     max_deliveries: int = Field(5, ge=1)
-    producer_lease_seconds: float = Field(120.0, gt=0)
+    producer_lease_seconds: float = Field(90.0, gt=0)
 
     alert_webhook_url: str | None = None
 

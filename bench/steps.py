@@ -41,7 +41,8 @@ def cpu_of(step: Callable[[], Any], repeat: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Time every step of one batch and print them with their share."""
     from backfill.api import classify, redact
-    from backfill.audit import Outcome, clean_text, counters, finish_accepted, status_counters, write_outcomes
+    from backfill import store
+    from backfill.audit import Outcome, clean_text, counters, status_counters, write_outcomes
     from backfill.dispatch import BatchRef, _advance_locked
     from workers.decide import local_outcomes, payload_hash
     from workers.posting import _record_attempt
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 # The batch is put in `running` under a lease first (a cheap UPDATE, counted in this step).
                 conn.execute(text("UPDATE batches SET state = 'running', lease_owner = 'bench' WHERE id = :id"), {"id": ref.batch_id})
                 statuses = [outcome for outcome, _, _ in match_results([entries[i] for i in send], results)]
-                finish_accepted(
+                store.record_accepted(
                     conn, ref.batch_id, "bench", 1, status_counters(statuses), run_id=run_id, entity="invoices",
                     statuses=statuses, http_status=200, sent_at=now, answered_at=now, latency_ms=1.0,
                 )
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("record: the attempt (INSERT batch_attempts)",
                  in_rolled_back(lambda conn: _record_attempt(conn, ref.batch_id, exchange, len(send), None, KEY))),
                 # As after a batch in steady state: the barrier checks, then one batch queued (rolled back).
-                ("instead of the 4 steps above: match + record in one statement (finish_accepted)",
+                ("instead of the 4 steps above: match + record in one statement (store.record_accepted)",
                  in_rolled_back(one_statement)),
                 ("advance: stage barrier + queue one batch", in_rolled_back(lambda conn: _advance_locked(conn, run_id, 1))),
                 ("publish one post_batch message (Celery)", lambda: ctx.publisher.publish_batch(ref)),

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from backfill import store
 from backfill.alerts import Alert
 from backfill.api import Exchange, backoff_delay, body_text, classify, redact
-from backfill.audit import Outcome, clean_text, counters, finish_accepted, status_counters, write_outcomes
+from backfill.audit import Outcome, clean_text, counters, status_counters, write_outcomes
 from backfill.dispatch import advance_on
 from backfill.errors import (
     ApiError,
@@ -244,7 +244,7 @@ def _all_accepted(batch: Claimed, local: dict[int, Outcome], send: list[int], ex
 @_keeps_lease
 def _finalize_accepted(ctx: PostingContext, batch: Claimed, exchange: Exchange, statuses: list[str]) -> BatchResult:
     with batch.conn.begin():
-        finish_accepted(
+        store.record_accepted(
             batch.conn, batch.ref.batch_id, batch.owner, batch.attempts + 1, status_counters(statuses),
             run_id=batch.ref.run_id, entity=batch.ref.stage, statuses=statuses, http_status=exchange.status,
             sent_at=exchange.started_at, answered_at=datetime.now(timezone.utc), latency_ms=exchange.latency_ms,

@@ -22,23 +22,22 @@ import redis
 
 from demo.seed import SeedShape, seed
 from tests.integration.promise import check_promise
+from backfill.settings import Settings
 from tests.support.services import Database, wait_until
 from tests.support.sources import mapping_file
 from tests.support.stack import SandboxView, Stack
 
-# The README's defaults for every timing the tests' FAST policies shorten.
-DEFAULTS = {
-    "RETRY_BACKOFF": "1,2,4,8,16",
-    "RETRY_JITTER": "0.2",
-    "LEASE_SECONDS": "90",
-    "PRODUCER_LEASE_SECONDS": "120",
-    "SWEEP_INTERVAL": "15",
-    "QUEUE_TIMEOUT": "600",
-    "HTTP_TIMEOUT": "30",
-    "HTTP_CONNECT_TIMEOUT": "10",
-    "BATCH_TIME_BUDGET": "900",
-    "MAX_COUNTDOWN": "300",
-}
+# The defaults (backfill.settings, the README's table) of every timing the tests' FAST policies shorten.
+_SHORTENED = ("retry_backoff", "retry_jitter", "lease_seconds", "producer_lease_seconds", "sweep_interval", "queue_timeout",
+              "http_timeout", "http_connect_timeout", "batch_time_budget", "max_countdown")
+
+
+def _default(name: str) -> str:
+    value = Settings.model_fields[name].get_default(call_default_factory=True)
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
+
+
+DEFAULTS = {name.upper(): _default(name) for name in _SHORTENED}
 SHAPE = SeedShape(customers=60, years=2, whales=1, whale_invoices=200, bad_rows=True)
 
 

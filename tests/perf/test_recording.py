@@ -1,7 +1,7 @@
 """Guards of issue 13's recording path: a clean batch is recorded in one statement, built by PostgreSQL.
 
 A first-pass batch whose every row was sent and answered with a plain accepted status is finished, given
-its audit rows and its attempt by one statement (`backfill.audit.finish_accepted`); any other batch
+its audit rows and its attempt by one statement (`backfill.store.record_accepted`); any other batch
 takes the general path (`store.finish` + the audit COPY). Counted on the wire (libpq's trace), no timings.
 """
 
