@@ -15,17 +15,9 @@ from sqlalchemy import Connection, Row, text
 
 from backfill.errors import LeaseLost
 from backfill.messages import BatchRef
-from models.states import (
-    CLAIMABLE_STATES,
-    IN_FLIGHT_STATES,
-    BatchState as B,
-    RunState as R,
-    sql_list,
-)
+from models.states import CLAIMABLE_STATES, BatchState as B, RunState as R, sql_list
 
-_COUNTERS = ("rows", "inserted", "updated", "unchanged", "success", "local", "error", "invalid", "skipped", "failed_batches")
 _CLAIMABLE = sql_list(CLAIMABLE_STATES)
-_IN_FLIGHT = sql_list(IN_FLIGHT_STATES)
 
 
 # --- insert -------------------------------------------------------------------------------------------
