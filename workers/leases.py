@@ -57,10 +57,15 @@ class LeaseKeeper:
             return []
         with self.engine.begin() as conn:
             renewed = store.renew_leases(conn, held, self.lease_seconds)
-        lost = {batch_id for batch_id, _ in held} - set(renewed)
+        kept = set(renewed)
+        missed = [(batch_id, owner) for batch_id, owner in held if batch_id not in kept]
+        with self._lock:
+            # A batch released between the snapshot and the renewal is finished, not lost: only those
+            # still in flight now had their lease taken (a state database away longer than a lease).
+            lost = sorted(batch_id for batch_id, owner in missed if self._held.get(batch_id) == owner)
         if lost:
             # The request goes on; its release will find the lease gone and record nothing.
-            log.warning("leases of batches %s were lost while their requests were in flight", sorted(lost))
+            log.warning("leases of batches %s were lost while their requests were in flight", lost)
         return renewed
 
     def _run(self) -> None:
