@@ -50,6 +50,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A worker takes a message only when a slot is free. Without this, every countdown (retry) message
+        # it holds raises its prefetch by one, so it can hold queued batches it has no slot for: if it is
+        # killed, those wait QUEUE_TIMEOUT (600 s) instead of LEASE_SECONDS to be published again.
+        "worker_disable_prefetch": True,
         # Redis re-delivers unacked messages after this; the database leases recover much sooner, so it
         # only has to be longer than any countdown we schedule and than a producer task.
         "broker_transport_options": {"visibility_timeout": 6 * 3600},

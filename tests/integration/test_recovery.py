@@ -61,7 +61,7 @@ def test_a_killed_worker_holding_prefetched_messages_is_recovered_within_lease_p
     make_stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
 ) -> None:
     # Given a fleet of two workers at the default settings, and an API slow enough that the first
-    # worker holds batches (claimed and prefetched) when it dies
+    # worker holds every slot's batch (and retry countdowns) when it dies
     stack: Stack = make_stack(**DEFAULTS)
     seed(source_db.url, source_schema, SHAPE)
     mapping = mapping_file(workdir, source_schema)
@@ -71,13 +71,19 @@ def test_a_killed_worker_holding_prefetched_messages_is_recovered_within_lease_p
     sandbox.faults(latency_ms=1500, error_rate=0.4)
     run_id = stack.start_run("--mapping", mapping)
     broker = stack.env["CELERY_BROKER_URL"]
+    # Queued batches the victim held while all its slots were busy: prefetched with no slot to run them.
+    # Killed, it would leave them to QUEUE_TIMEOUT (600 s); worker_disable_prefetch keeps this at zero.
+    prefetched: set[int] = set()
 
     def holding() -> tuple[list[int], set[int]] | None:
         held = _held_messages(broker)
-        running = {r["id"] for r in stack.sql("SELECT id FROM batches WHERE run_id = :r AND state = 'running'", r=run_id)}
-        return (held, running) if len(running) >= 4 and len(held) > len(running) else None
+        states = {r["id"]: r["state"] for r in stack.sql("SELECT id, state FROM batches WHERE run_id = :r", r=run_id)}
+        running = {i for i, state in states.items() if state == "running"}
+        if len(running) >= 4:
+            prefetched.update(i for i in held if states.get(i) == "queued")
+        return (held, running) if len(running) >= 4 and running <= set(held) else None
 
-    held, running = wait_until(holding, 90, interval=0.2, message="the victim to hold batches and prefetched messages")
+    held, running = wait_until(holding, 90, interval=0.2, message="the victim to hold a batch in every slot")
     survivor = stack.start_worker(concurrency=4)
     # When it is killed with SIGKILL
     killed_at = time.monotonic()
@@ -89,6 +95,7 @@ def test_a_killed_worker_holding_prefetched_messages_is_recovered_within_lease_p
     print(f"\nrecovery after kill -9: {recovery:.1f} s; messages held at the kill: {len(held)}, batches running: {len(running)}")
     assert doc["state"] == "completed_with_errors"
     assert recovery <= 90 + 15 + 20, f"the run took {recovery:.0f} s to finish after the kill"
+    assert not prefetched, f"the victim held queued batches it had no slot for: {sorted(prefetched)}"
     check_promise(stack, sandbox, run_id, source_db.url, source_schema)
     assert survivor.process.poll() is None
 
