@@ -25,11 +25,10 @@ from bench.services import (
     RedisServer,
     ServiceProcess,
     batch_worker_argv,
-    inspect_headers,
     producer_argv,
     run_cli,
     start_sandbox,
-    wait_for,
+    wait_until,
     worker_argv,
 )
 
@@ -246,7 +245,7 @@ class Deployment:
                 state = conn.execute(text("SELECT state FROM runs WHERE id = :r"), {"r": run_id}).scalar_one()
             return state if state in FINAL else None
 
-        return str(wait_for(final, timeout, f"run {run_id} to finish", 0.2))
+        return str(wait_until(final, timeout, 0.2, message=f"run {run_id} to finish"))
 
     def _reason(self, run_id: int) -> str:
         with self.engine.connect() as conn:
@@ -285,7 +284,7 @@ class Deployment:
 
     def requests(self, data_source: str) -> list[dict[str, Any]]:
         """The sandbox's request log for one data source (oldest first)."""
-        response = httpx.get(f"{self.sandbox.url}/_sandbox/requests", headers=inspect_headers(self.sandbox), timeout=60)
+        response = httpx.get(f"{self.sandbox.url}/_sandbox/requests", headers=self.sandbox.inspect_headers, timeout=60)
         response.raise_for_status()
         return [r for r in response.json()["requests"] if r.get("data_source") == data_source]
 

@@ -7,50 +7,32 @@ benchmark never touches the shared Redis on 6379 or anybody else's database.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from devservices import Database, RedisServer, free_port, wait_until
 from sandbox.testing import SandboxProcess
 
-__all__ = ["Database", "RedisServer", "free_port", "wait_for", "start_sandbox", "inspect_headers", "ServiceProcess", "run_cli"]
+__all__ = ["Database", "RedisServer", "free_port", "wait_until", "start_sandbox", "ServiceProcess", "run_cli"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """`devservices.wait_until`, naming `what` (the benchmark's spelling)."""
-    return wait_until(condition, timeout, interval, message=what)
-
-
-# The header the sandbox's /_sandbox/ routes require, with the token its process was given.
-INSPECT_HEADER = "X-Sandbox-Token"
 
 
 def start_sandbox(keys: dict[str, str], latency_ms: float, rate_limit: float | None) -> SandboxProcess:
     """The sandbox in its own process: digest store, inspection on (the request log), quiet logs.
 
-    Its inspection token is random per run, given in SANDBOX_INSPECT_TOKEN (SandboxProcess passes
-    `inspect_token` by environment, never on the command line); `inspect_headers` sends it back.
+    SandboxProcess gives it a random inspection token by environment (never on the command line);
+    its `inspect_headers` carry it back on /_sandbox/ requests.
     """
     args = ["--store", "digest", "--inspect", "--log-level", "warning", "--progress-delay", "0.1", "--latency-ms", f"{latency_ms:g}"]
     if rate_limit:
         args += ["--rate-limit", f"{rate_limit:g}"]
     process = SandboxProcess(keys, *args)
-    process.inspect_token = secrets.token_urlsafe(24)
     process.start()
     return process
-
-
-def inspect_headers(process: SandboxProcess) -> dict[str, str]:
-    """The header a /_sandbox/ request to `process` needs."""
-    return {INSPECT_HEADER: process.inspect_token}
 
 
 class ServiceProcess:
@@ -75,7 +57,7 @@ class ServiceProcess:
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Until Celery says `ready.`; RuntimeError with the log's tail if it exits first."""
-        wait_for(lambda: "ready." in self.log() or self.process.poll() is not None, timeout, f"{self.name} to start", 0.1)
+        wait_until(lambda: "ready." in self.log() or self.process.poll() is not None, timeout, 0.1, message=f"{self.name} to start")
         if self.process.poll() is not None:
             raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
 

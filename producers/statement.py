@@ -17,26 +17,34 @@ _DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][A-Za-z_0-9\x80-\uffff]*)?\$")
 _IDENT_CHAR = re.compile(r"[A-Za-z_0-9$\x80-\uffff]")
 
 
+def _comment_end(text: str, i: int) -> int | None:
+    """Where the `--` or `/* */` comment starting at `i` ends (block comments nest); None if it never closes."""
+    n = len(text)
+    if text.startswith("--", i):
+        end = text.find("\n", i)
+        return n if end < 0 else end + 1
+    depth, i = 1, i + 2
+    while i < n and depth:
+        if text.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif text.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+        else:
+            i += 1
+    return None if depth else i
+
+
 def _semicolons(query: str) -> list[int] | None:
     """Offsets of the top-level semicolons; None when a string, identifier or comment is left open."""
     found: list[int] = []
     i, n = 0, len(query)
     while i < n:
         c = query[i]
-        if c == "-" and query.startswith("--", i):
-            end = query.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif c == "/" and query.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if query.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif query.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            if depth:
+        if (c == "-" and query.startswith("--", i)) or (c == "/" and query.startswith("/*", i)):
+            end = _comment_end(query, i)
+            if end is None:
                 return None
+            i = end
         elif c == "'":
             # E'...' strings escape with a backslash; standard strings only double the quote.
             escapes = i > 0 and query[i - 1] in "eE" and (i < 2 or not _IDENT_CHAR.match(query[i - 2]))
@@ -88,18 +96,10 @@ def _only_comments(text: str) -> bool:
     while i < n:
         if text[i].isspace():
             i += 1
-        elif text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif text.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if text.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif text.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
+        elif text.startswith(("--", "/*"), i):
+            end = _comment_end(text, i)
+            # A comment left open runs to the end: nothing but comment follows.
+            i = n if end is None else end
         else:
             return False
     return True
