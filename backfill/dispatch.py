@@ -10,8 +10,10 @@ batches (whose dependency is done) until MAX_IN_FLIGHT batches of the run are qu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 
 from backfill import runs, store
 from backfill.messages import BatchRef, Publisher
@@ -37,7 +39,34 @@ def advance_on(conn: Connection, run_id: int, publisher: Publisher, max_in_fligh
     return refs
 
 
-def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[BatchRef]:
+def advance_after(
+    conn: Connection, run_id: int, publisher: Publisher, max_in_flight: int, done_id: int, owner: str, lease_seconds: float
+) -> Row[Any] | None:
+    """`advance_on` after the worker finished batch `done_id`, first taking (as `owner`) the batch that
+    continues its chain, if there is one and the in-flight limit has room: returned claimed (see
+    `store.claim_successor`), for the same slot to post next.
+
+    Why: a successor becomes ready only when its predecessor is done; queued behind MAX_IN_FLIGHT
+    messages it would wait for all of them, once per link, and a big customer's chain would end the
+    stage long after everything else (issue 13). Taken here, under the run's lock, it still counts
+    against MAX_IN_FLIGHT, and its lease protects it like any claim.
+    """
+    taken: list[Row[Any]] = []
+
+    def take() -> bool:
+        row = store.claim_successor(conn, done_id, owner, lease_seconds)
+        if row is not None:
+            taken.append(row)
+        return row is not None
+
+    with conn.begin():
+        refs = _advance_locked(conn, run_id, max_in_flight, take)
+    for ref in refs:
+        publisher.publish_batch(ref)
+    return taken[0] if taken else None
+
+
+def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Callable[[], bool] | None = None) -> list[BatchRef]:
     if not runs.lock_running(conn, run_id):
         return []
     # A statement of its own, after the lock: in READ COMMITTED it sees what the transaction that held
@@ -55,6 +84,8 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int) -> list[B
         ),
         {"id": run_id},
     ).one()
+    if take is not None and done_at is None and in_flight < max_in_flight and take():
+        in_flight += 1
     # The stage can only be over when nothing of it is in flight: only then look further.
     while done_at is not None or (produced and not in_flight and not store.has_open_batches(conn, run_id, stage)):
         if done_at is None:
@@ -97,4 +128,4 @@ def resume_run(
     return result
 
 
-__all__ = ["BatchRef", "Publisher", "advance", "advance_on", "resume_run"]
+__all__ = ["BatchRef", "Publisher", "advance", "advance_after", "advance_on", "resume_run"]

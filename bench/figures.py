@@ -90,3 +90,21 @@ class MachineLoad:
         idle = (after.idle - before.idle) + (getattr(after, "iowait", 0) - getattr(before, "iowait", 0))
         self.busy = (total - idle) / total if total else 0.0
         return self.busy
+
+
+def timeline(requests: list[dict[str, Any]], cli_started: float, finished_at: float) -> str:
+    """Where an importer run's wall time went, as the sandbox saw it: `start` to the first POST, each
+    stage's window with its mean requests in flight, the gaps between stages, and the last answer to
+    the run's end."""
+    parts = []
+    last = cli_started
+    for entity in ("plans", "customers", "invoices"):
+        posts = [r for r in requests if r["method"] == "POST" and r["path"] == f"/data/{entity}"]
+        if not posts:
+            continue
+        stats = request_stats(posts)
+        parts.append(f"+{stats.first_arrival - last:.2f} s gap")
+        parts.append(f"{entity} {stats.window:.2f} s at {stats.mean_in_flight:.1f} in flight ({stats.posts} POSTs)")
+        last = stats.last_answer
+    parts.append(f"+{finished_at - last:.2f} s to the run's end")
+    return ", ".join(parts)

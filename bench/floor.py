@@ -4,7 +4,8 @@ No queue, no state database, no audit: the payloads the producer wrote to `batch
 before the clock starts, re-addressed to a fresh data source (same-length name, same bytes otherwise),
 and posted by `concurrency` threads sharing one pooled client, like the importer's workers. The
 floor keeps the two orderings GrowPanel needs, as the importer does: stage after stage, and a batch
-that continues a customer's invoices only after the batch before it was answered.
+that continues a customer's invoices only after the batch before it was answered; such a batch is
+posted before any other ready one, the best order for a chain, which is the stage's critical path.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ class _Stage:
         """Mark a batch answered and release the batches waiting for it."""
         with self.lock:
             self.left -= 1
-            self.ready.extend(self.waiting.pop(batch.batch_id, []))
+            # Released batches go first: a chain is the stage's critical path, and the importer's slot
+            # posts the next link at once too (`backfill.dispatch.advance_after`).
+            self.ready.extendleft(self.waiting.pop(batch.batch_id, []))
             self.lock.notify_all()
 
 

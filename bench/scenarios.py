@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.deployment import Deployment, RunResult, Setup
-from bench.figures import first_post, request_stats
+from bench.figures import first_post, request_stats, timeline
 from bench.floor import load_batches, post_floor
 from bench.measure import mib
 from bench.profiling import format_top
@@ -298,6 +298,8 @@ def scenario_floor(bench: Bench, size: int, latency_ms: float = 50.0, target: fl
         f"{[round(r.total_rows / r.seconds_from_start) for r in importer]}, floors {[round(f.rows_per_second) for f in floors]}; "
         f"first request after `start` {[round(x, 2) for x in firsts]} s"
     )
+    out.notes.append(f"timeline of the median importer run at {label}: "
+                     + timeline(result.requests, result.cli_started, result.finished_at))
     return out
 
 

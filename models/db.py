@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# SQLAlchemy is imported by the functions that build engines: `start` reads and writes the state
+# database with psycopg alone and must not pay for it (issue 13), and `libpq_url` needs nothing.
 
 
 class DatabaseUrlError(ValueError):
@@ -13,6 +17,8 @@ class DatabaseUrlError(ValueError):
 
 def sqlalchemy_url(url: str) -> str:
     """Accept plain `postgresql://` URLs and pick the psycopg 3 driver."""
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
     except Exception:
@@ -29,6 +35,8 @@ def libpq_url(url: str) -> str:
 
 def make_engine(url: str, pool_size: int = 5, application_name: str = "growpanel-backfill") -> Engine:
     """An engine for the state database; one per process."""
+    from sqlalchemy import create_engine
+
     return create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,

@@ -172,6 +172,8 @@ class Batch(Base):
         Index("ix_batches_dispatch", "run_id", "stage", "state", "pass_no", "seq", "part"),
         # The sweeper looks for expired leases and lost messages across runs.
         Index("ix_batches_in_flight", "state", postgresql_where=text("state IN ('queued', 'running', 'retry_wait')")),
+        # A worker that finished a batch takes the one that continues its chain, if any.
+        Index("ix_batches_depends_on", "depends_on", postgresql_where=text("depends_on IS NOT NULL")),
     )
 
 

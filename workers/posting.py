@@ -1,5 +1,9 @@
 """Posting one batch: claim it, decide what is sent, send it, and record every row's outcome.
 
+When the batch was a link of a chain (a customer's invoices over several batches), the slot goes on
+with the next link as soon as it is ready (`backfill.dispatch.advance_after`), instead of queueing a
+message behind up to MAX_IN_FLIGHT others: a big customer no longer ends its stage late.
+
 Plain functions, no Celery: the task in `workers.tasks` is a thin adapter around `process_batch`.
 Every transition goes through `backfill.store` under the batch's lease (`state = 'running' AND
 lease_owner = me`), so a duplicate message, a second worker or a sweeper's re-queue can never record a
@@ -11,10 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,7 +27,7 @@ from backfill import store
 from backfill.alerts import Alert
 from backfill.api import Exchange, backoff_delay, body_text, classify, redact
 from backfill.audit import Outcome, clean_text, counters, status_counters, write_outcomes
-from backfill.dispatch import advance_on
+from backfill.dispatch import advance_after, advance_on
 from backfill.errors import (
     ApiError,
     FatalApiError,
@@ -35,10 +37,10 @@ from backfill.errors import (
     ThrottledError,
     TooLargeError,
 )
-from backfill.manifest import ManifestEntry, dump_manifest, load_manifest
+from backfill.manifest import ManifestEntry, dump_manifest
 from backfill.messages import BatchRef, BatchResult
 from backfill.runs import pause_run
-from models.states import BatchState, CLAIMABLE_STATES, RunState
+from workers.claims import Claimed, claim, claimed, new_owner, not_claimed
 from workers.decide import local_outcomes
 from workers.context import PostingContext
 from workers.results import match_results
@@ -49,56 +51,42 @@ log = logging.getLogger(__name__)
 MAX_PACING_SLEEP = 2.0
 
 
-@dataclass
-class Claimed:
-    """A batch this worker holds the lease of."""
-
-    ref: BatchRef
-    pass_no: int
-    rows: int
-    payload: bytes | None
-    entries: list[ManifestEntry]
-    manifest: bytes
-    attempts: int
-    throttled: int
-    first_try_at: datetime
-    # Seconds since the first try when the lease was taken, on the database's clock.
-    elapsed_at_claim: float
-    claimed_at: float  # time.monotonic() at the claim: elapsed time never reads the local wall clock
-    depends_on: int | None
-    data_source: str
-    api_url: str
-    only_changed: bool
-    # One connection serves the whole batch (claim, decisions, record, advance): one pool checkout.
-    conn: Connection
-    # This claim's lease token: unique per claim, so two threads of one process never share a lease.
-    owner: str
-
-    @functools.cached_property
-    def sendable(self) -> int:
-        """Entries with a payload body (rows the producer did not decide locally)."""
-        return sum(1 for e in self.entries if e.hash is not None)
-
-    def elapsed(self) -> float:
-        """Seconds since the batch's first try (database clock at the claim, then a monotonic clock)."""
-        return self.elapsed_at_claim + time.monotonic() - self.claimed_at
-
-
 def process_batch(ctx: PostingContext, ref: BatchRef) -> BatchResult:
-    """Post one batch if it is ours to post; returns what happened (for logs and tests)."""
+    """Post one batch if it is ours to post, then the batches that continue its chain (a customer's
+    invoices over several batches) while they come ready, for `ctx.chain_seconds` at most (30 s: a
+    big customer's chain rarely waits behind the queue, and a warm shutdown, which waits for running
+    tasks, stays within a minute); returns what happened
+    to the last one (for logs and tests)."""
     with ctx.engine.connect() as conn:
-        batch = _claim(ctx, conn, ref)
+        batch = claim(ctx, conn, ref)
         if batch is None:
-            return _not_claimed(ctx, conn, ref)
-        try:
-            with ctx.leases.holding(ref.batch_id, batch.owner) if ctx.leases is not None else nullcontext():
-                result = _process_claimed(ctx, batch)
-        except Exception as exc:  # noqa: BLE001 - a bug or a surprise must not lose the batch
-            log.exception("batch %s: unexpected error", ref.label)
-            result = _transient_failure(ctx, batch, None, f"internal error: {type(exc).__name__}: {exc}")
-        if result.finished:
-            advance_on(conn, ref.run_id, ctx.publisher, ctx.settings.max_in_flight)
-    return result
+            return not_claimed(ctx, conn, ref)
+        chain_until = time.monotonic() + ctx.chain_seconds
+        while True:
+            result = _post_held(ctx, batch)
+            if not result.finished:
+                return result
+            if result is not BatchResult.DONE or time.monotonic() >= chain_until:
+                advance_on(conn, ref.run_id, ctx.publisher, ctx.settings.max_in_flight)
+                return result
+            owner = new_owner(ctx)
+            row = advance_after(
+                conn, ref.run_id, ctx.publisher, ctx.settings.max_in_flight, batch.ref.batch_id, owner, ctx.settings.lease_seconds
+            )
+            if row is None:
+                return result
+            batch = claimed(conn, BatchRef(row.id, ref.run_id, ref.stage, row.seq, row.part), row, owner)
+            log.debug("batch %s: taken after %s, whose chain it continues", batch.ref.label, ref.label)
+
+
+def _post_held(ctx: PostingContext, batch: Claimed) -> BatchResult:
+    """Process a batch whose lease we hold, keeping the lease alive meanwhile."""
+    try:
+        with ctx.leases.holding(batch.ref.batch_id, batch.owner) if ctx.leases is not None else nullcontext():
+            return _process_claimed(ctx, batch)
+    except Exception as exc:  # noqa: BLE001 - a bug or a surprise must not lose the batch
+        log.exception("batch %s: unexpected error", batch.ref.label)
+        return _transient_failure(ctx, batch, None, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _keeps_lease(func: Callable[..., BatchResult]) -> Callable[..., BatchResult]:
@@ -113,50 +101,6 @@ def _keeps_lease(func: Callable[..., BatchResult]) -> Callable[..., BatchResult]
             return BatchResult.LOST
 
     return wrapper
-
-
-def _claim(ctx: PostingContext, conn: Connection, ref: BatchRef) -> Claimed | None:
-    owner = f"{ctx.owner}:{uuid.uuid4().hex[:12]}"
-    with conn.begin():
-        row = store.claim(conn, ref.batch_id, owner, ctx.settings.lease_seconds)
-    if row is None:
-        return None
-    return Claimed(
-        ref=ref,
-        pass_no=row.pass_no,
-        rows=row.rows,
-        payload=row.payload,
-        entries=load_manifest(row.manifest),
-        manifest=row.manifest,
-        attempts=row.attempts,
-        throttled=row.throttled,
-        first_try_at=row.first_try_at,
-        elapsed_at_claim=float(row.elapsed),
-        claimed_at=time.monotonic(),
-        depends_on=row.depends_on,
-        data_source=row.data_source,
-        api_url=row.api_url,
-        only_changed=row.only_changed,
-        conn=conn,
-        owner=owner,
-    )
-
-
-def _not_claimed(ctx: PostingContext, conn: Connection, ref: BatchRef) -> BatchResult:
-    """Why the claim failed: a paused run (hold the batch), an early retry (re-queue), or a duplicate."""
-    with conn.begin():
-        row = store.why_not_claimed(conn, ref.batch_id)
-        if row is None:
-            return BatchResult.GONE
-        if row.run_state != RunState.RUNNING and row.state in CLAIMABLE_STATES:
-            # Paused or cancelled: the batch waits in the database, `resume` queues it again.
-            store.hold_unclaimed(conn, ref.batch_id)
-            return BatchResult.HELD
-    if row.state == BatchState.RETRY_WAIT and row.remaining is not None and row.remaining > 0:
-        if row.remaining <= ctx.settings.max_countdown:
-            ctx.publisher.publish_batch(ref, countdown=row.remaining)
-        return BatchResult.EARLY
-    return BatchResult.DUPLICATE
 
 
 def _process_claimed(ctx: PostingContext, batch: Claimed) -> BatchResult:

@@ -46,6 +46,15 @@ def insert_batch(
 
 # --- claim and release (a worker, under the batch's lease) ----------------------------------------------
 
+# What a claim sets and returns, shared by the two ways a lease is taken.
+_TAKE_LEASE = f"""state = '{B.RUNNING}', lease_owner = :owner, lease_until = now() + make_interval(secs => :lease),
+                first_try_at = coalesce(b.first_try_at, now())"""
+_CLAIMED = """b.id, b.seq, b.part, b.pass_no, b.rows, b.payload, b.manifest, b.attempts, b.throttled, b.first_try_at,
+                      extract(epoch FROM now() - coalesce(b.first_try_at, now()))::float8 AS elapsed,
+                      b.depends_on, r.data_source, r.api_url, r.only_changed"""
+_DUE = "(b.not_before IS NULL OR b.not_before <= now() + interval '50 milliseconds')"
+
+
 def claim(conn: Connection, batch_id: int, owner: str, lease_seconds: float) -> Row[Any] | None:
     """Take the lease of a queued (or due) batch of a running run; None when it is not ours to post.
 
@@ -55,19 +64,34 @@ def claim(conn: Connection, batch_id: int, owner: str, lease_seconds: float) -> 
     return conn.execute(
         text(
             f"""
-            UPDATE batches b SET state = '{B.RUNNING}', lease_owner = :owner,
-                lease_until = now() + make_interval(secs => :lease),
-                first_try_at = coalesce(b.first_try_at, now())
+            UPDATE batches b SET {_TAKE_LEASE}
             FROM runs r
             WHERE b.id = :id AND r.id = b.run_id AND r.state = '{R.RUNNING}'
-              AND b.state IN {_CLAIMABLE}
-              AND (b.not_before IS NULL OR b.not_before <= now() + interval '50 milliseconds')
-            RETURNING b.pass_no, b.rows, b.payload, b.manifest, b.attempts, b.throttled, b.first_try_at,
-                      extract(epoch FROM now() - coalesce(b.first_try_at, now()))::float8 AS elapsed,
-                      b.depends_on, r.data_source, r.api_url, r.only_changed
-            """
+              AND b.state IN {_CLAIMABLE} AND {_DUE}
+            RETURNING {_CLAIMED}
+            """  # noqa: S608 - fixed fragments
         ),
         {"owner": owner, "lease": lease_seconds, "id": batch_id},
+    ).first()
+
+
+def claim_successor(conn: Connection, done_id: int, owner: str, lease_seconds: float) -> Row[Any] | None:
+    """pending -> running for the batch that continues the chain of `done_id` (a customer's invoices
+    across batches), when `done_id` is done and the successor belongs to the run's current stage;
+    the same columns as `claim`. The caller holds the run's lock (`dispatch`), so the in-flight count
+    it checked stays true. Never a message: the worker that posted `done_id` posts it next."""
+    return conn.execute(
+        text(
+            f"""
+            UPDATE batches b SET {_TAKE_LEASE}, queued_at = now()
+            FROM runs r
+            WHERE b.depends_on = :done AND r.id = b.run_id AND r.state = '{R.RUNNING}' AND b.stage = r.current_stage
+              AND b.state = '{B.PENDING}' AND {_DUE}
+              AND EXISTS (SELECT 1 FROM batches d WHERE d.id = :done AND d.state = '{B.DONE}')
+            RETURNING {_CLAIMED}
+            """  # noqa: S608 - fixed fragments
+        ),
+        {"owner": owner, "lease": lease_seconds, "done": done_id},
     ).first()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.integration.scenarios import CUSTOMERS, INVOICES, PLANS, expected_objects, invoice, ts
@@ -130,6 +131,39 @@ def test_invoices_stay_in_order_per_customer_across_batches(stack: Stack, sandbo
     # and GrowPanel saw every customer's invoices in date order.
     assert sandbox.violations() == []
     assert len(_stored(sandbox)["invoices"]) == len(invoices)
+
+
+def test_a_chain_goes_on_in_the_slot_that_posted_its_previous_batch(
+    make_stack: Callable[..., Stack], sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
+) -> None:
+    # Given a big customer whose invoices take three batches, ten batches of small customers behind it,
+    # and one worker slot, so that every small batch is queued before the big customer's second batch
+    # becomes ready (at the default MAX_IN_FLIGHT)
+    customers = [{"id": f"c{n:02}", "name": f"C{n}", "created_date": ts("2020-01-01"), "country": "us"} for n in range(21)]
+    invoices = [invoice(f"big-{k:02}", "c00", "one-time", f"2021-{k + 1:02}-01", 100 + k) for k in range(12)]
+    invoices += [invoice(f"small-{n}-{k}", f"c{n:02}", "one-time", f"2021-0{k + 1}-01", 100) for n in range(1, 21) for k in range(2)]
+    build_source(source_db.url, source_schema, PLANS, customers, invoices)
+    stack = make_stack(BATCH_SIZE="4")
+    stack.start_worker(concurrency=1)
+    sandbox.faults(latency_ms=50)
+    # When the run is posted
+    run_id = stack.start_run("--mapping", mapping_file(workdir, source_schema))
+    assert stack.wait_for_state(run_id)["state"] == "succeeded"
+    # Then the big customer's batches were posted one right after the other: each one, ready only once
+    # the one before it was done, was taken by the slot that posted that one instead of waiting behind
+    # the ten queued messages,
+    batches = stack.sql(
+        """
+        SELECT b.id, b.depends_on, a.started_at FROM batches b JOIN batch_attempts a ON a.batch_id = b.id
+        WHERE b.run_id = :r AND b.stage = 'invoices' ORDER BY a.started_at
+        """,
+        r=run_id,
+    )
+    dependents = {b["depends_on"] for b in batches if b["depends_on"] is not None}
+    chain = [i for i, b in enumerate(batches) if b["depends_on"] is not None or b["id"] in dependents]
+    assert len(batches) == 13 and chain == [0, 1, 2], chain
+    # and in date order, as GrowPanel needs.
+    assert sandbox.violations() == []
 
 
 def test_status_counts_add_up_to_the_source(stack: Stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:
