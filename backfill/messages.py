@@ -6,6 +6,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+# The two queues, named once: the workers consume them, and both publishers (Celery's in the workers,
+# `backfill.broker` in the command line) write to them.
+BATCH_QUEUE = "growpanel.batches"
+PRODUCE_QUEUE = "growpanel.produce"
+
+# How hard a publisher tries before it gives up and logs (kombu's `retry_policy` keywords): 3 retries
+# after 0.2, 0.7 and 1.2 s. Giving up loses nothing: the sweeper re-queues from the state database.
+PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+
 
 @dataclass(frozen=True, slots=True)
 class BatchRef:
@@ -25,7 +34,10 @@ class BatchRef:
 
 
 class Publisher(Protocol):
-    """Sends task messages; implemented over Celery in `workers.publisher`."""
+    """Sends task messages: over Celery in `workers.publisher`, straight to Redis in `backfill.broker`.
+
+    Neither raises: a message that cannot be published is logged, and the sweeper re-queues it.
+    """
 
     def publish_batch(self, ref: BatchRef, countdown: float | None = None) -> None:
         """Queue one batch for posting."""

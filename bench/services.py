@@ -82,7 +82,7 @@ def worker_argv(concurrency: int, pool: str) -> list[str]:
 
 def producer_argv() -> list[str]:
     """A worker on the produce queue only (`celery -A workers`), so the producer's memory is its own."""
-    from workers.celery_app import PRODUCE_QUEUE
+    from backfill.messages import PRODUCE_QUEUE
 
     return [
         sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", "solo", "--concurrency", "1",
@@ -92,7 +92,7 @@ def producer_argv() -> list[str]:
 
 def batch_worker_argv(concurrency: int, pool: str) -> list[str]:
     """A worker on the batch queue only (`celery -A workers`), used when the producer has its own."""
-    from workers.celery_app import BATCH_QUEUE
+    from backfill.messages import BATCH_QUEUE
 
     return [
         sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", pool, "--concurrency", str(concurrency),

@@ -8,10 +8,8 @@ from typing import Any
 from celery import Celery
 
 from backfill.errors import ConfigError
+from backfill.messages import BATCH_QUEUE, PRODUCE_QUEUE
 from backfill.settings import Settings, load_settings
-
-BATCH_QUEUE = "growpanel.batches"
-PRODUCE_QUEUE = "growpanel.produce"
 
 app = Celery("growpanel_backfill", include=["workers.tasks", "workers.hooks"])
 

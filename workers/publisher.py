@@ -6,12 +6,9 @@ import logging
 
 from celery import Celery
 
-from backfill.messages import BatchRef
-from workers.celery_app import BATCH_QUEUE, PRODUCE_QUEUE
+from backfill.messages import BATCH_QUEUE, PRODUCE_QUEUE, PUBLISH_RETRY, BatchRef
 
 log = logging.getLogger(__name__)
-
-_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
 
 class CeleryPublisher:
@@ -30,7 +27,7 @@ class CeleryPublisher:
                 queue=BATCH_QUEUE,
                 shadow=f"post_batch {ref.label}",
                 retry=True,
-                retry_policy=_RETRY_POLICY,
+                retry_policy=PUBLISH_RETRY,
             )
         except Exception as exc:  # noqa: BLE001 - the database still has the batch as queued
             log.warning("could not publish batch %s (%s); the sweeper will re-queue it", ref.label, type(exc).__name__)
@@ -44,7 +41,7 @@ class CeleryPublisher:
                 queue=PRODUCE_QUEUE,
                 shadow=f"produce run {run_id}",
                 retry=True,
-                retry_policy=_RETRY_POLICY,
+                retry_policy=PUBLISH_RETRY,
             )
         except Exception as exc:  # noqa: BLE001
             log.warning("could not publish the producer of run %s (%s); the sweeper will retry", run_id, type(exc).__name__)

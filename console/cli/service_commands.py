@@ -52,7 +52,8 @@ def worker(concurrency: int, pool: str, loglevel: str | None, hostname: str | No
     settings = ctx.settings("database_url", "celery_broker_url", "source_database_url")
     ctx.engine(settings)
     ctx.check_broker(settings)
-    from workers.celery_app import BATCH_QUEUE, PRODUCE_QUEUE, app, use_settings
+    from backfill.messages import BATCH_QUEUE, PRODUCE_QUEUE
+    from workers.celery_app import app, use_settings
 
     use_settings(settings)
     argv = [
