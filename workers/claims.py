@@ -94,7 +94,7 @@ def claimed(conn: Connection, ref: BatchRef, row: Any, owner: str) -> Claimed:
 def not_claimed(ctx: PostingContext, conn: Connection, ref: BatchRef) -> BatchResult:
     """Why the claim failed: a paused run (hold the batch), an early retry (re-queue), or a duplicate."""
     with conn.begin():
-        row = store.why_notclaimed(conn, ref.batch_id)
+        row = store.why_not_claimed(conn, ref.batch_id)
         if row is None:
             return BatchResult.GONE
         if row.run_state != RunState.RUNNING and row.state in CLAIMABLE_STATES:

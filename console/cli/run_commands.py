@@ -137,7 +137,7 @@ def start(
     verify_rows: bool,
 ) -> None:
     """Check the configuration and the mapping, create a run and queue its first stage."""
-    from backfill.runs import RunOptions, active_run, create_run
+    from backfill.runs import RunOptions, active_message, active_run, create_run
     from producers.mapping import check_mapping, load_mapping, role_warning
     from producers.source import fingerprint, source_connection
 
@@ -151,7 +151,8 @@ def start(
         check_mapping(source, mapping)
         warning = role_warning(source, mapping)
         source_id = fingerprint(source)
-    engine = ctx.engine(settings)
+    # psycopg alone until the producer is queued: SQLAlchemy only for what comes after (--wait, a dry run).
+    state = ctx.state_connection(settings)
     if not dry_run:
         ctx.check_broker(settings)
     data_source = settings.growpanel_data_source_id
@@ -170,34 +171,33 @@ def start(
     if warning and dry_run:
         click.echo(warning, err=True)
     if dry_run:
-        _dry_run(settings, engine, options, as_json)
+        state.close()
+        _dry_run(settings, ctx.engine(settings), options, as_json)
         return
-    active = active_run(engine, data_source)
-    if active is not None:
-        raise RunStateError(
-            f"run {active[0]} for data source {data_source} is {active[1]}: finish it with "
-            f"`growpanel-backfill resume {active[0]}` or stop it with `growpanel-backfill cancel {active[0]}` first"
-        )
-    if reset_data_source:
-        if not yes:
-            if not sys.stdin.isatty():
-                fail("--reset-data-source needs --yes when there is no terminal to confirm on", EXIT_CONFIG)
-            click.confirm(
-                f"This deletes every plan, customer and invoice of data source {data_source} in GrowPanel "
-                f"({settings.growpanel_api_url}) before importing again. Continue?",
-                abort=True,
-                err=True,
-            )
-        reset_data_source_now(settings)
-    if warning:
-        click.echo(warning, err=True)
-    run_id = create_run(engine, options)
-    publisher = ctx.publisher(settings)
-    publisher.publish_produce(run_id)
+    with state:
+        active = active_run(state, data_source)
+        if active is not None:
+            raise RunStateError(active_message(active, data_source))
+        if reset_data_source:
+            if not yes:
+                if not sys.stdin.isatty():
+                    fail("--reset-data-source needs --yes when there is no terminal to confirm on", EXIT_CONFIG)
+                click.confirm(
+                    f"This deletes every plan, customer and invoice of data source {data_source} in GrowPanel "
+                    f"({settings.growpanel_api_url}) before importing again. Continue?",
+                    abort=True,
+                    err=True,
+                )
+            reset_data_source_now(settings)
+        if warning:
+            click.echo(warning, err=True)
+        run_id = create_run(state, options)
+    ctx.publisher(settings).publish_produce(run_id)
     if not (wait or wait_processing or verify_rows):
         click.echo(run_id)
         return
     click.echo(f"run {run_id} started for data source {data_source}", err=True)
+    engine = ctx.engine(settings)
     doc = wait_for_run(engine, run_id, as_json=False)
     if wait_processing and doc["state"] in RUN_FINISHED_STATES:
         progress = poll_processing(settings, processing_timeout)

@@ -205,8 +205,8 @@ def test_one_active_run_per_data_source_and_retry_only_on_a_finished_run(engine:
     run_id = _run(engine)
     with engine.connect() as conn:
         data_source = conn.execute(text("SELECT data_source FROM runs WHERE id = :r"), {"r": run_id}).scalar_one()
-        assert runs.other_active_run(conn, data_source) == (run_id, R.RUNNING)
-        assert runs.other_active_run(conn, data_source, except_run=run_id) is None
+        assert runs.active_run_on(conn, data_source) == (run_id, R.RUNNING)
+        assert runs.active_run_on(conn, data_source, except_run=run_id) is None
     with pytest.raises(RunStateError, match=f"run {run_id} for data source {data_source} is running"):
         runs.create_run(engine, runs.RunOptions(data_source, "http://api.invalid", 10, {"queries": {}}))
     with pytest.raises(RunStateError, match="retry works on a finished run"):

@@ -1,4 +1,4 @@
-"""A run's life: create, pause, cancel, reopen, retry, finish, and its producer lease: the one writer of `runs`.
+"""A run's life after its creation: pause, cancel, reopen, retry, finish, and its producer lease.
 
 The database row lock on the run orders these. Publishing (a producer to restart, batches to queue)
 is the caller's: `backfill.dispatch.resume_run` wraps `reopen_run` with it.
@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError
 
 from backfill import store
 from backfill.errors import LeaseLost, RunStateError
 from backfill.redact import redact
+from backfill.runs.creation import active_run_on
 from models.states import (
     REJECTED_OUTCOMES,
     RUN_ACTIVE_STATES,
@@ -26,91 +26,6 @@ from models.states import (
     sql_list,
 )
 
-_ACTIVE = sql_list(RUN_ACTIVE_STATES)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What `start` decides once, stored on the run."""
-
-    data_source: str
-    api_url: str
-    batch_size: int
-    mapping: dict[str, object]
-    mapping_file: str | None = None
-    dry_run: bool = False
-    only_changed: bool = False
-    reset_done: bool = False
-    source_fingerprint: str | None = None
-
-
-def create_run(engine: Engine, options: RunOptions) -> int:
-    """Insert the run and its stages; refuse a second active run for the same data source."""
-    try:
-        with engine.begin() as conn:
-            run_id = conn.execute(
-                text(
-                    f"""
-                    INSERT INTO runs (data_source, api_url, state, dry_run, only_changed, batch_size, mapping,
-                                      mapping_file, reset_at, source_fingerprint)
-                    VALUES (:ds, :url, '{R.RUNNING}', :dry, :only, :bs, CAST(:mapping AS jsonb), :file,
-                            CASE WHEN :reset THEN now() END, :fingerprint)
-                    RETURNING id
-                    """
-                ),
-                {
-                    "ds": options.data_source,
-                    "url": options.api_url,
-                    "dry": options.dry_run,
-                    "only": options.only_changed,
-                    "bs": options.batch_size,
-                    "mapping": orjson.dumps(options.mapping).decode(),
-                    "file": options.mapping_file,
-                    "reset": options.reset_done,
-                    "fingerprint": options.source_fingerprint,
-                },
-            ).scalar_one()
-            for stage in STAGES:
-                conn.execute(text("INSERT INTO run_stages (run_id, stage) VALUES (:r, :s)"), {"r": run_id, "s": stage})
-        if options.only_changed:
-            # The accepted-hash lookup needs fresh statistics: right after a big run autovacuum may not
-            # have analysed the audit yet, and the planner would scan a whole run per batch.
-            with engine.connect() as conn:
-                conn.execute(text("ANALYZE audit"))
-                conn.commit()
-    except IntegrityError:
-        with engine.connect() as conn:
-            active = other_active_run(conn, options.data_source)
-        raise RunStateError(_active_message(active, options.data_source)) from None
-    return int(run_id)
-
-
-def other_active_run(conn: Connection, data_source: str, except_run: int | None = None) -> tuple[int, str] | None:
-    """The running or paused (real) run of a data source other than `except_run`, if any."""
-    row = conn.execute(
-        text(
-            f"SELECT id, state FROM runs WHERE data_source = :ds AND state IN {_ACTIVE} AND NOT dry_run "
-            "AND id IS DISTINCT FROM :r LIMIT 1"
-        ),
-        {"ds": data_source, "r": except_run},
-    ).first()
-    return (row.id, row.state) if row else None
-
-
-def active_run(engine: Engine, data_source: str) -> tuple[int, str] | None:
-    """The running or paused run of a data source, if any."""
-    with engine.connect() as conn:
-        return other_active_run(conn, data_source)
-
-
-def _active_message(active: tuple[int, str] | None, data_source: str) -> str:
-    if active is None:
-        return f"another run for data source {data_source} is active"
-    run_id, state = active
-    return (
-        f"run {run_id} for data source {data_source} is {state}: finish it with "
-        f"`growpanel-backfill resume {run_id}` or stop it with `growpanel-backfill cancel {run_id}` first"
-    )
 
 
 def lock_run(conn: Connection, run_id: int) -> dict[str, Any]:
@@ -224,7 +139,7 @@ def reopen_run(engine: Engine, run_id: int, started_at: float | None = None) -> 
         if run["state"] in RUN_FINISHED_STATES:
             return ResumeResult(run_id, str(run["state"]), 0, False)
         if run["state"] != R.RUNNING:
-            other = other_active_run(conn, run["data_source"], except_run=run_id)
+            other = active_run_on(conn, run["data_source"], except_run=run_id)
             if other is not None:
                 raise RunStateError(
                     f"run {other[0]} for data source {run['data_source']} is active; cancel it before resuming run {run_id}"
@@ -272,7 +187,7 @@ def prepare_retry(engine: Engine, run_id: int) -> dict[str, int]:
                 f"run {run_id} is {run['state']}; retry works only on a succeeded or completed_with_errors run "
                 f"(`growpanel-backfill resume {run_id}` finishes it first)"
             )
-        other = other_active_run(conn, run["data_source"], except_run=run_id)
+        other = active_run_on(conn, run["data_source"], except_run=run_id)
         if other is not None:
             raise RunStateError(f"run {other[0]} for data source {run['data_source']} is active; let it finish first")
         pass_no = int(run["pass_no"]) + 1
@@ -433,9 +348,7 @@ def running_runs(conn: Connection) -> list[int]:
 
 __all__ = [
     "ResumeResult",
-    "RunOptions",
     "cancel_run",
-    "create_run",
     "pause_run",
     "prepare_retry",
     "reopen_run",
