@@ -42,19 +42,22 @@ def advance_on(conn: Connection, run_id: int, publisher: Publisher, max_in_fligh
 def advance_after(
     conn: Connection, run_id: int, publisher: Publisher, max_in_flight: int, done_id: int, owner: str, lease_seconds: float
 ) -> Row[Any] | None:
-    """`advance_on` after the worker finished batch `done_id`, first taking (as `owner`) the batch that
-    continues its chain, if there is one and the in-flight limit has room: returned claimed (see
-    `store.claim_successor`), for the same slot to post next.
+    """`advance_on` after the worker finished batch `done_id`, first taking (as `owner`) the next batch
+    for the same slot to post, if the in-flight limit has room: the batch that continues the chain of
+    `done_id`, else the stage's first ready pending one (see `store.claim_next`). Returned claimed.
 
-    Why: a successor becomes ready only when its predecessor is done; queued behind MAX_IN_FLIGHT
-    messages it would wait for all of them, once per link, and a big customer's chain would end the
-    stage long after everything else (issue 13). Taken here, under the run's lock, it still counts
-    against MAX_IN_FLIGHT, and its lease protects it like any claim.
+    Why: a message costs a slot ~15 ms between two requests (the ack, the task events, the next
+    delivery) and its worker ~1.5 ms of CPU; and a chain's next link, ready only once its predecessor
+    is done, would wait behind up to MAX_IN_FLIGHT queued messages, once per link, so that a big
+    customer's chain ended its stage long after everything else (issue 13). Taken here, under the
+    run's lock, the batch still counts against MAX_IN_FLIGHT, and its lease protects it like any claim.
+    The batches already queued keep their messages, for idle slots and for the slots that come back
+    to the queue (`workers.posting`: after `ctx.serve_seconds`).
     """
     taken: list[Row[Any]] = []
 
-    def take() -> bool:
-        row = store.claim_successor(conn, done_id, owner, lease_seconds)
+    def take(stage: str) -> bool:
+        row = store.claim_next(conn, run_id, stage, done_id, owner, lease_seconds)
         if row is not None:
             taken.append(row)
         return row is not None
@@ -66,7 +69,7 @@ def advance_after(
     return taken[0] if taken else None
 
 
-def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Callable[[], bool] | None = None) -> list[BatchRef]:
+def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Callable[[str], bool] | None = None) -> list[BatchRef]:
     if not runs.lock_running(conn, run_id):
         return []
     # A statement of its own, after the lock: in READ COMMITTED it sees what the transaction that held
@@ -84,7 +87,7 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Cal
         ),
         {"id": run_id},
     ).one()
-    if take is not None and done_at is None and in_flight < max_in_flight and take():
+    if take is not None and done_at is None and in_flight < max_in_flight and take(stage):
         in_flight += 1
     # The stage can only be over when nothing of it is in flight: only then look further.
     while done_at is not None or (produced and not in_flight and not store.has_open_batches(conn, run_id, stage)):

@@ -100,7 +100,7 @@ class _Stage:
         with self.lock:
             self.left -= 1
             # Released batches go first: a chain is the stage's critical path, and the importer's slot
-            # posts the next link at once too (`backfill.dispatch.advance_after`).
+            # takes the next link first too (`backfill.store.claim_next`).
             self.ready.extendleft(self.waiting.pop(batch.batch_id, []))
             self.lock.notify_all()
 

@@ -1,5 +1,5 @@
 """Taking a batch's lease for this worker: the claim of a message's batch, or of the batch a slot
-continues a chain with (`backfill.dispatch.advance_after`), and why a message's batch was not ours.
+takes after one is done (`backfill.dispatch.advance_after`), and why a message's batch was not ours.
 
 Every claim has a lease token of its own (`new_owner`), so two threads of one process never share a
 lease; the batch's columns the posting needs travel in `Claimed`.

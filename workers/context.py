@@ -31,9 +31,9 @@ class PostingContext:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     leases: LeaseKeeper | None = None
-    # How long one message's slot goes on with the batches that continue its chain (`workers.posting`);
+    # How long one message's slot goes on taking batches itself (`workers.posting.process_batch`);
     # 0 posts exactly one batch per message (the perf guards count one batch's statements).
-    chain_seconds: float = 30.0
+    serve_seconds: float = 10.0
 
     @classmethod
     def from_settings(

@@ -1,8 +1,9 @@
 """Posting one batch: claim it, decide what is sent, send it, and record every row's outcome.
 
-When the batch was a link of a chain (a customer's invoices over several batches), the slot goes on
-with the next link as soon as it is ready (`backfill.dispatch.advance_after`), instead of queueing a
-message behind up to MAX_IN_FLIGHT others: a big customer no longer ends its stage late.
+After a batch is done the slot takes the next one itself, with no message
+(`backfill.dispatch.advance_after`): the next link of its chain (a customer's invoices over several
+batches) if it is ready, else the stage's first ready pending batch. Going back to the queue costs a
+slot ~15 ms per batch, and a chain's next link would wait behind every queued message.
 
 Plain functions, no Celery: the task in `workers.tasks` is a thin adapter around `process_batch`.
 Every transition goes through `backfill.store` under the batch's lease (`state = 'running' AND
@@ -52,21 +53,23 @@ MAX_PACING_SLEEP = 2.0
 
 
 def process_batch(ctx: PostingContext, ref: BatchRef) -> BatchResult:
-    """Post one batch if it is ours to post, then the batches that continue its chain (a customer's
-    invoices over several batches) while they come ready, for `ctx.chain_seconds` at most (30 s: a
-    big customer's chain rarely waits behind the queue, and a warm shutdown, which waits for running
-    tasks, stays within a minute); returns what happened
-    to the last one (for logs and tests)."""
+    """Post one batch if it is ours to post, then the batches the slot takes after it (see the module's
+    docstring) for `ctx.serve_seconds` at most; returns what happened to the last one (for logs and tests).
+
+    The bound (10 s) brings the slot back to the queue often enough for the batches queued with a
+    message to be posted while the stage runs, for a warm shutdown (which waits for running tasks)
+    to stay short, and for Flower to show what each slot is doing.
+    """
     with ctx.engine.connect() as conn:
         batch = claim(ctx, conn, ref)
         if batch is None:
             return not_claimed(ctx, conn, ref)
-        chain_until = time.monotonic() + ctx.chain_seconds
+        serve_until = time.monotonic() + ctx.serve_seconds
         while True:
             result = _post_held(ctx, batch)
             if not result.finished:
                 return result
-            if result is not BatchResult.DONE or time.monotonic() >= chain_until:
+            if result is not BatchResult.DONE or time.monotonic() >= serve_until:
                 advance_on(conn, ref.run_id, ctx.publisher, ctx.settings.max_in_flight)
                 return result
             owner = new_owner(ctx)
@@ -75,8 +78,8 @@ def process_batch(ctx: PostingContext, ref: BatchRef) -> BatchResult:
             )
             if row is None:
                 return result
-            batch = claimed(conn, BatchRef(row.id, ref.run_id, ref.stage, row.seq, row.part), row, owner)
-            log.debug("batch %s: taken after %s, whose chain it continues", batch.ref.label, ref.label)
+            batch = claimed(conn, BatchRef(row.id, ref.run_id, row.stage, row.seq, row.part), row, owner)
+            log.debug("batch %s: taken by the slot of %s", batch.ref.label, ref.label)
 
 
 def _post_held(ctx: PostingContext, batch: Claimed) -> BatchResult:

@@ -27,10 +27,16 @@ from models.states import (
 )
 
 
+# The run's lock is FOR NO KEY UPDATE, not FOR UPDATE: it orders the run's transitions among themselves
+# (and against prune's FOR SHARE) all the same, but does not block the FOR KEY SHARE that each audit and
+# batch insert takes on the run row for its foreign key, so recording a batch never waits for another
+# slot's `advance`, nor the producer's inserts for a dispatch (issue 13).
+_LOCK = "FOR NO KEY UPDATE"
+
 
 def lock_run(conn: Connection, run_id: int) -> dict[str, Any]:
     """Lock the run row for this transaction; RunStateError if it does not exist."""
-    row = conn.execute(text("SELECT * FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id}).mappings().first()
+    row = conn.execute(text(f"SELECT * FROM runs WHERE id = :id {_LOCK}"), {"id": run_id}).mappings().first()
     if row is None:
         raise RunStateError(f"there is no run {run_id}")
     return dict(row)
@@ -71,7 +77,7 @@ def cancel_run(engine: Engine, run_id: int) -> str:
 
 def lock_running(conn: Connection, run_id: int) -> bool:
     """Lock the run if it is a running real run (the only kind dispatch moves forward)."""
-    row = conn.execute(text("SELECT state, dry_run FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id}).first()
+    row = conn.execute(text(f"SELECT state, dry_run FROM runs WHERE id = :id {_LOCK}"), {"id": run_id}).first()
     return row is not None and row.state == R.RUNNING and not row.dry_run
 
 

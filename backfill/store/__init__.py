@@ -15,7 +15,7 @@ resume, the sweeper's recoveries) and the counters.
 from backfill.store.batch import (
     Half,
     claim,
-    claim_successor,
+    claim_next,
     fail,
     finish,
     hold,
@@ -45,7 +45,7 @@ from backfill.store.run import (
 )
 
 __all__ = [
-    "Half", "claim", "claim_successor", "clear_detail", "fail", "finish", "has_open_batches", "hold", "hold_run", "hold_unclaimed",
+    "Half", "claim", "claim_next", "clear_detail", "fail", "finish", "has_open_batches", "hold", "hold_run", "hold_unclaimed",
     "in_flight", "insert_batch", "queue_ready", "record_accepted", "record_attempt", "recover_expired",
     "rejected_rows", "renew_leases", "reopen_run", "requeue_overdue", "requeue_stale", "reschedule",
     "set_counts", "split", "stage_counts", "uncount", "why_not_claimed",

@@ -49,7 +49,7 @@ def insert_batch(
 # What a claim sets and returns, shared by the two ways a lease is taken.
 _TAKE_LEASE = f"""state = '{B.RUNNING}', lease_owner = :owner, lease_until = now() + make_interval(secs => :lease),
                 first_try_at = coalesce(b.first_try_at, now())"""
-_CLAIMED = """b.id, b.seq, b.part, b.pass_no, b.rows, b.payload, b.manifest, b.attempts, b.throttled, b.first_try_at,
+_CLAIMED = """b.id, b.stage, b.seq, b.part, b.pass_no, b.rows, b.payload, b.manifest, b.attempts, b.throttled, b.first_try_at,
                       extract(epoch FROM now() - coalesce(b.first_try_at, now()))::float8 AS elapsed,
                       b.depends_on, r.data_source, r.api_url, r.only_changed"""
 _DUE = "(b.not_before IS NULL OR b.not_before <= now() + interval '50 milliseconds')"
@@ -75,23 +75,38 @@ def claim(conn: Connection, batch_id: int, owner: str, lease_seconds: float) -> 
     ).first()
 
 
-def claim_successor(conn: Connection, done_id: int, owner: str, lease_seconds: float) -> Row[Any] | None:
-    """pending -> running for the batch that continues the chain of `done_id` (a customer's invoices
-    across batches), when `done_id` is done and the successor belongs to the run's current stage;
-    the same columns as `claim`. The caller holds the run's lock (`dispatch`), so the in-flight count
-    it checked stays true. Never a message: the worker that posted `done_id` posts it next."""
+def claim_next(conn: Connection, run_id: int, stage: str, done_id: int, owner: str, lease_seconds: float) -> Row[Any] | None:
+    """pending -> running for the next batch the worker that just finished `done_id` posts itself, with
+    no message: the batch that continues the chain of `done_id` (a customer's invoices over several
+    batches) if it is ready, else the stage's first ready pending batch in stream order (as
+    `run.queue_ready` would queue it). The same columns as `claim`. The caller holds the run's lock
+    (`dispatch.advance_after`) and has checked the in-flight limit; a pending batch never has a
+    message, so no delivery can claim it too."""
     return conn.execute(
         text(
             f"""
             UPDATE batches b SET {_TAKE_LEASE}, queued_at = now()
             FROM runs r
-            WHERE b.depends_on = :done AND r.id = b.run_id AND r.state = '{R.RUNNING}' AND b.stage = r.current_stage
-              AND b.state = '{B.PENDING}' AND {_DUE}
-              AND EXISTS (SELECT 1 FROM batches d WHERE d.id = :done AND d.state = '{B.DONE}')
+            WHERE b.id = (
+                SELECT pick.id FROM (
+                    (SELECT s.id, 0 AS rank FROM batches s
+                     WHERE s.depends_on = :done AND s.run_id = :r AND s.stage = :s AND s.state = '{B.PENDING}'
+                       AND EXISTS (SELECT 1 FROM batches d WHERE d.id = :done AND d.state = '{B.DONE}')
+                     LIMIT 1)
+                    UNION ALL
+                    (SELECT p.id, 1 FROM batches p
+                     WHERE p.run_id = :r AND p.stage = :s AND p.state = '{B.PENDING}'
+                       AND (p.depends_on IS NULL
+                            OR EXISTS (SELECT 1 FROM batches d WHERE d.id = p.depends_on AND d.state = '{B.DONE}'))
+                     ORDER BY p.pass_no, p.seq, p.part
+                     LIMIT 1)
+                ) pick ORDER BY pick.rank LIMIT 1
+            )
+              AND r.id = b.run_id AND r.state = '{R.RUNNING}' AND b.state = '{B.PENDING}' AND {_DUE}
             RETURNING {_CLAIMED}
             """  # noqa: S608 - fixed fragments
         ),
-        {"owner": owner, "lease": lease_seconds, "done": done_id},
+        {"owner": owner, "lease": lease_seconds, "done": done_id, "r": run_id, "s": stage},
     ).first()
 
 

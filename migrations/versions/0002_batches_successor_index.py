@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Only chained batches (a customer's invoices over several batches) have a dependency: a small
-    # partial index, probed once per finished batch by `store.claim_successor` and by a split's re-link.
+    # partial index, probed once per finished batch by `store.claim_next` and by a split's re-link.
     op.create_index('ix_batches_depends_on', 'batches', ['depends_on'], unique=False,
                     postgresql_where=sa.text('depends_on IS NOT NULL'))
 

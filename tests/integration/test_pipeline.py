@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,6 +165,30 @@ def test_a_chain_goes_on_in_the_slot_that_posted_its_previous_batch(
     assert len(batches) == 13 and chain == [0, 1, 2], chain
     # and in date order, as GrowPanel needs.
     assert sandbox.violations() == []
+
+
+def test_a_slot_takes_the_next_ready_batch_itself_without_a_message(
+    make_stack: Callable[..., Stack], sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path
+) -> None:
+    # Given stages of 100 batches each, more than the default MAX_IN_FLIGHT (64) queues with a message
+    customers = [{"id": f"c{n:03}", "name": f"C{n}", "created_date": ts("2020-01-01"), "country": "us"} for n in range(200)]
+    invoices = [invoice(f"i{n:03}", f"c{n:03}", "one-time", "2021-01-01", 100) for n in range(200)]
+    build_source(source_db.url, source_schema, PLANS, customers, invoices)
+    stack = make_stack(BATCH_SIZE="2")
+    worker = stack.start_worker(concurrency=2)
+    # When the run is posted
+    run_id = stack.start_run("--mapping", mapping_file(workdir, source_schema))
+    doc = stack.wait_for_state(run_id)
+    # Then every row was posted once, in one attempt per batch,
+    assert doc["state"] == "succeeded"
+    assert sum(doc["stages"][stage]["accepted"] for stage in ("plans", "customers", "invoices")) == 3 + 200 + 200
+    attempts = stack.sql("SELECT count(*) AS n, count(DISTINCT batch_id) AS batches FROM batch_attempts a JOIN batches b ON b.id = a.batch_id WHERE b.run_id = :r", r=run_id)[0]
+    assert attempts["n"] == attempts["batches"] == 2 + 100 + 100
+    # but fewer messages than batches went out: a slot that finished a batch took a ready one itself,
+    # instead of a round trip through the queue per batch (messages went out for the batches queued at
+    # a stage's opening, up to MAX_IN_FLIGHT, and for those the producer's checkpoints queued).
+    tasks = re.findall(rf"Task post_batch \w+ #\S+ of run {run_id}\[[0-9a-f-]+\] succeeded", worker.log())
+    assert 0 < len(tasks) < 2 + 100 + 100, len(tasks)
 
 
 def test_status_counts_add_up_to_the_source(stack: Stack, sandbox: SandboxView, source_db: Database, source_schema: str, workdir: Path) -> None:

@@ -150,7 +150,7 @@ def importer(state_url: str, source_url: str, sandbox_url: str, broker_url: str,
     app.conf.update(celery_config(config))
     posting = PostingContext.from_settings(config, CeleryPublisher(app), owner=f"perf-test:{os.getpid()}", application_name="perf guard")
     # One batch per `process_batch` call, so that each call's statements are one batch's.
-    posting.chain_seconds = 0.0
+    posting.serve_seconds = 0.0
     try:
         yield Importer(posting.engine, config, posting, source_url)
     finally:
