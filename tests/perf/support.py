@@ -131,7 +131,10 @@ class Importer:
 
 
 @contextmanager
-def importer(state_url: str, source_url: str, sandbox_url: str, broker_url: str, keys: dict[str, str], **settings: Any) -> Iterator[Importer]:
+def importer(
+    state_url: str, source_url: str, sandbox_url: str, broker_url: str, keys: dict[str, str], serve_seconds: float = 0.0,
+    **settings: Any,
+) -> Iterator[Importer]:
     """An Importer over real services; the Celery app is private, so no global configuration changes."""
     from backfill.settings import load_settings
     from workers.celery_app import celery_config
@@ -149,8 +152,8 @@ def importer(state_url: str, source_url: str, sandbox_url: str, broker_url: str,
     app = Celery("growpanel_perf_guards")
     app.conf.update(celery_config(config))
     posting = PostingContext.from_settings(config, CeleryPublisher(app), owner=f"perf-test:{os.getpid()}", application_name="perf guard")
-    # One batch per `process_batch` call, so that each call's statements are one batch's.
-    posting.serve_seconds = 0.0
+    # By default one batch per `process_batch` call, so that each call's statements are one batch's.
+    posting.serve_seconds = serve_seconds
     try:
         yield Importer(posting.engine, config, posting, source_url)
     finally:

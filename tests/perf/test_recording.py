@@ -135,3 +135,41 @@ def test_a_batch_with_a_local_outcome_takes_the_general_path(
     assert len(audit) == rows
     assert [a.external_id for a in audit if a.outcome == "invalid"] == [f"i059-{2:03d}"]
     assert sum(b.n_invalid for b in stored) == 1
+
+
+def test_a_batch_a_slot_takes_itself_saves_the_claim_round_trips(
+    source_db: Database, source_schema: str, workdir: Path, sandbox_process: SandboxProcess,
+    data_source: tuple[str, str], broker: str,
+) -> None:
+    # Given a clean source in batches of 25 and a dispatch window of 2, so that most batches are pending
+    # when a slot finishes one
+    rows = _source(source_db.url, source_schema, bad_invoice=False)
+    ds, key = data_source
+    totals = {}
+    for serve_seconds in (0.0, 10.0):
+        state = migrated_database("perfserve")
+        try:
+            with importer(state.url, source_db.url, sandbox_process.url, broker, {ds: key}, serve_seconds, max_in_flight=2) as imp:
+                run_id = imp.start(ds, mapping_file(workdir, source_schema), 25)
+                imp.produce(run_id, ds)
+                counter = WireCounter(imp.engine)
+                # When every batch is posted, one per message or with the slot taking the next ones itself
+                calls = imp.post_all(run_id, counter.take)
+                with imp.engine.connect() as conn:
+                    batches, audit = conn.execute(
+                        text("SELECT (SELECT count(*) FROM batches WHERE run_id = :r), (SELECT count(*) FROM audit WHERE run_id = :r)"),
+                        {"r": run_id},
+                    ).one()
+            totals[serve_seconds] = (len(calls), batches, sum(n for _, _, n in calls))
+            assert audit == rows
+        finally:
+            state.drop()
+    print("calls, batches, statements:", totals)
+    (one_calls, batches, one_statements), (served_calls, served_batches, served_statements) = totals[0.0], totals[10.0]
+    # Then the same batches were posted, most of them taken by the slot that had just finished one,
+    assert one_calls == batches == served_batches
+    taken = batches - served_calls
+    assert taken >= batches // 2, totals
+    # and each of those saved the pool's pre-ping and the claim's transaction (BEGIN, UPDATE, COMMIT) for one
+    # UPDATE inside the advance that the finished batch ran anyway.
+    assert served_statements <= one_statements - 3 * taken, totals
