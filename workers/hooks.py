@@ -45,6 +45,10 @@ def _redact_logs(logger: logging.Logger, **_: Any) -> None:
     # Every record, ours or a library's (httpx, psycopg, Celery's tracebacks), loses keys and database
     # passwords before a handler writes it.
     install_log_redaction(app_settings().secrets(), logger)
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        # httpx logs every request at INFO: one line per batch, which the attempts table already holds,
+        # formatted and redacted on the hot path. Kept at DEBUG, where one asks for everything.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @worker_init.connect
