@@ -108,3 +108,35 @@ def timeline(requests: list[dict[str, Any]], cli_started: float, finished_at: fl
         last = stats.last_answer
     parts.append(f"+{finished_at - last:.2f} s to the run's end")
     return ", ".join(parts)
+
+
+def batch_waits(engine: Any, run_id: int, stage: str = "invoices") -> str:
+    """Medians, from the state database, of where a stage's batches waited: queued to claimed (behind
+    the queue), claimed to POST (the slot's preparation) and answered to the record's start."""
+    import statistics
+
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT extract(epoch FROM b.first_try_at - b.queued_at)::float8 AS queued,
+                       extract(epoch FROM a.started_at - b.first_try_at)::float8 AS prepared,
+                       (extract(epoch FROM b.finished_at - a.started_at) - a.latency_ms / 1000.0)::float8 AS recorded
+                FROM batches b JOIN batch_attempts a ON a.batch_id = b.id
+                WHERE b.run_id = :r AND b.stage = :s AND b.state = 'done'
+                """
+            ),
+            {"r": run_id, "s": stage},
+        ).all()
+    if not rows:
+        return f"no {stage} batches"
+
+    def ms(values: list[float]) -> str:
+        return f"{statistics.median(values) * 1000:.1f} ms"
+
+    return (
+        f"{stage} batches ({len(rows)}), medians: queued -> claimed {ms([r.queued for r in rows])}, "
+        f"claimed -> POST {ms([r.prepared for r in rows])}, answered -> its record begins {ms([r.recorded for r in rows])}"
+    )

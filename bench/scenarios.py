@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.deployment import Deployment, RunResult, Setup
-from bench.figures import first_post, request_stats, timeline
+from bench.figures import batch_waits, first_post, request_stats, timeline
 from bench.floor import load_batches, post_floor
 from bench.measure import mib
 from bench.profiling import format_top
@@ -269,9 +269,11 @@ def scenario_floor(bench: Bench, size: int, latency_ms: float = 50.0, target: fl
     try:
         importer: list[RunResult] = []
         floors = []
+        waits = []
         for _ in range(bench.repeat):
             result = deployment.run(mapping)
             importer.append(result)
+            waits.append(batch_waits(deployment.engine, result.run_id))
             data_source, key = deployment.next_data_source()
             batches = load_batches(deployment.engine, result.run_id, result.data_source, data_source)
             floors.append(post_floor(deployment.sandbox.url, key, batches, deployment.setup.in_flight))
@@ -300,6 +302,7 @@ def scenario_floor(bench: Bench, size: int, latency_ms: float = 50.0, target: fl
     )
     out.notes.append(f"timeline of the median importer run at {label}: "
                      + timeline(result.requests, result.cli_started, result.finished_at))
+    out.notes.append(f"where the median run's batches waited at {label}: {waits[importer.index(result)]}")
     return out
 
 
