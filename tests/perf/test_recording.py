@@ -54,11 +54,14 @@ def _source(url: str, schema: str, bad_invoice: bool) -> int:
 
 
 def _post(
-    source_db: Database, schema: str, workdir: Path, sandbox: SandboxProcess, ds: str, key: str, broker: str
+    source_db: Database, schema: str, workdir: Path, sandbox: SandboxProcess, ds: str, key: str, broker: str,
+    serve_seconds: float = 0.0, **settings: Any,
 ) -> tuple[list[tuple[str, int, int]], bytes, list[Any], list[Any], str]:
+    """Produce and post the run, one `process_batch` call at a time: (stage, rows, statements) per call,
+    the wire trace, the audit, the batches and the run's state."""
     state = migrated_database("perfrec")
     try:
-        with importer(state.url, source_db.url, sandbox.url, broker, {ds: key}) as imp:
+        with importer(state.url, source_db.url, sandbox.url, broker, {ds: key}, serve_seconds, **settings) as imp:
             run_id = imp.start(ds, mapping_file(workdir, schema), 25)
             imp.produce(run_id, ds)
             counter = WireCounter(imp.engine)
@@ -145,31 +148,17 @@ def test_a_batch_a_slot_takes_itself_saves_the_claim_round_trips(
     # when a slot finishes one
     rows = _source(source_db.url, source_schema, bad_invoice=False)
     ds, key = data_source
-    totals = {}
-    for serve_seconds in (0.0, 10.0):
-        state = migrated_database("perfserve")
-        try:
-            with importer(state.url, source_db.url, sandbox_process.url, broker, {ds: key}, serve_seconds, max_in_flight=2) as imp:
-                run_id = imp.start(ds, mapping_file(workdir, source_schema), 25)
-                imp.produce(run_id, ds)
-                counter = WireCounter(imp.engine)
-                # When every batch is posted, one per message or with the slot taking the next ones itself
-                calls = imp.post_all(run_id, counter.take)
-                with imp.engine.connect() as conn:
-                    batches, audit = conn.execute(
-                        text("SELECT (SELECT count(*) FROM batches WHERE run_id = :r), (SELECT count(*) FROM audit WHERE run_id = :r)"),
-                        {"r": run_id},
-                    ).one()
-            totals[serve_seconds] = (len(calls), batches, sum(n for _, _, n in calls))
-            assert audit == rows
-        finally:
-            state.drop()
-    print("calls, batches, statements:", totals)
-    (one_calls, batches, one_statements), (served_calls, served_batches, served_statements) = totals[0.0], totals[10.0]
-    # Then the same batches were posted, most of them taken by the slot that had just finished one,
-    assert one_calls == batches == served_batches
-    taken = batches - served_calls
-    assert taken >= batches // 2, totals
+    # When every batch is posted, one per message, then with the slot taking the next ones itself
+    one = _post(source_db, source_schema, workdir, sandbox_process, ds, key, broker, 0.0, max_in_flight=2)
+    served = _post(source_db, source_schema, workdir, sandbox_process, ds, key, broker, 10.0, max_in_flight=2)
+    # Then the same batches were posted and audited, most of them taken by the slot that had just finished one,
+    for calls, _trace, audit, stored, run_state in (one, served):
+        assert run_state == "succeeded" and len(audit) == rows
+    batches = len(one[3])
+    assert len(one[0]) == batches == len(served[3])
+    taken = batches - len(served[0])
+    assert taken >= batches // 2, (batches, len(served[0]))
     # and each of those saved the pool's pre-ping and the claim's transaction (BEGIN, UPDATE, COMMIT) for one
     # UPDATE inside the advance that the finished batch ran anyway.
-    assert served_statements <= one_statements - 3 * taken, totals
+    statements = [sum(n for _, _, n in calls) for calls in (one[0], served[0])]
+    assert statements[1] <= statements[0] - 3 * taken, (statements, taken)
