@@ -10,6 +10,9 @@ resume, the sweeper's recoveries) and the counters.
        └──hold───────────┴──recover─────────┤ ├──fail──▶ failed (resume: ▶ pending)
                                             │ └──split──▶ split + two pending halves
                                             └──hold (key, URL, pause)──▶ pending
+
+    pending ──claim_next──▶ running    taken, with no message, by the slot that has just finished a
+                                       batch (`dispatch.advance_after`)
 """
 
 from backfill.store.batch import (
