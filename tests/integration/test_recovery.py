@@ -81,7 +81,10 @@ def test_a_killed_worker_holding_prefetched_messages_is_recovered_within_lease_p
         running = {i for i, state in states.items() if state == "running"}
         if len(running) >= 4:
             prefetched.update(i for i in held if states.get(i) == "queued")
-        return (held, running) if len(running) >= 4 and running <= set(held) else None
+        # Every slot is busy: four batches running (the victim is the only worker, so they are its
+        # leases) and four task messages it has not acknowledged. A running batch need not be its
+        # slot's message: after one batch the slot takes the next ready one itself, with no message.
+        return (held, running) if len(running) >= 4 and len(set(held)) >= 4 else None
 
     held, running = wait_until(holding, 90, interval=0.2, message="the victim to hold a batch in every slot")
     survivor = stack.start_worker(concurrency=4)
