@@ -52,7 +52,12 @@ _TAKE_LEASE = f"""state = '{B.RUNNING}', lease_owner = :owner, lease_until = now
 _CLAIMED = """b.id, b.stage, b.seq, b.part, b.pass_no, b.rows, b.payload, b.manifest, b.attempts, b.throttled, b.first_try_at,
                       extract(epoch FROM now() - coalesce(b.first_try_at, now()))::float8 AS elapsed,
                       b.depends_on, r.data_source, r.api_url, r.only_changed"""
-_DUE = "(b.not_before IS NULL OR b.not_before <= now() + interval '50 milliseconds')"
+def _due(alias: str) -> str:
+    """The batch's `not_before`, if any, has come (50 ms early is near enough)."""
+    return f"({alias}.not_before IS NULL OR {alias}.not_before <= now() + interval '50 milliseconds')"
+
+
+_DUE = _due("b")
 
 
 def claim(conn: Connection, batch_id: int, owner: str, lease_seconds: float) -> Row[Any] | None:
@@ -91,11 +96,12 @@ def claim_next(conn: Connection, run_id: int, stage: str, done_id: int, owner: s
                 SELECT pick.id FROM (
                     (SELECT s.id, 0 AS rank FROM batches s
                      WHERE s.depends_on = :done AND s.run_id = :r AND s.stage = :s AND s.state = '{B.PENDING}'
+                       AND {_due('s')}
                        AND EXISTS (SELECT 1 FROM batches d WHERE d.id = :done AND d.state = '{B.DONE}')
                      LIMIT 1)
                     UNION ALL
                     (SELECT p.id, 1 FROM batches p
-                     WHERE p.run_id = :r AND p.stage = :s AND p.state = '{B.PENDING}'
+                     WHERE p.run_id = :r AND p.stage = :s AND p.state = '{B.PENDING}' AND {_due('p')}
                        AND (p.depends_on IS NULL
                             OR EXISTS (SELECT 1 FROM batches d WHERE d.id = p.depends_on AND d.state = '{B.DONE}'))
                      ORDER BY p.pass_no, p.seq, p.part

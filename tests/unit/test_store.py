@@ -231,3 +231,44 @@ def test_payloads_and_manifests_are_compressed_with_lz4(engine: Engine) -> None:
     # Then a batch's two big columns compress with lz4: ~0.2 ms per 500-invoice payload against pglz's 1.2
     assert has_lz4, "the test server has no lz4"
     assert methods == {"payload": "l", "manifest": "l"}
+
+
+def _take(engine: Engine, run_id: int, done_id: int, owner: str = "slot") -> int | None:
+    with engine.begin() as conn:
+        row = store.claim_next(conn, run_id, "plans", done_id, owner, _LEASE)
+    return None if row is None else int(row.id)
+
+
+def test_claim_next_takes_the_chain_first_then_the_first_ready_pending_batch(engine: Engine) -> None:
+    # Given a done batch with a pending successor, an earlier pending batch that is not due yet, one
+    # waiting for a dependency that is not done, and two ready ones
+    run_id = _run(engine)
+    done = _batch(engine, run_id, seq=1, state=B.DONE)
+    not_due = _batch(engine, run_id, seq=2, state=B.PENDING)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE batches SET not_before = now() + interval '1 hour' WHERE id = :b"), {"b": not_due})
+    blocked_by = _batch(engine, run_id, seq=3, state=B.QUEUED)
+    blocked = _batch(engine, run_id, seq=4, depends_on=blocked_by, state=B.PENDING)
+    ready = _batch(engine, run_id, seq=5, state=B.PENDING)
+    successor = _batch(engine, run_id, seq=9, depends_on=done, state=B.PENDING)
+    queued = _batch(engine, run_id, seq=6, state=B.QUEUED)
+    # When the slot that finished `done` takes its next batches
+    first, second = _take(engine, run_id, done), _take(engine, run_id, done)
+    # Then it took the successor (before any lower position), then the first ready pending batch: not the
+    # one not due yet, not the one whose dependency is not done, never a queued one (it has a message)
+    assert (first, second) == (successor, ready)
+    assert _take(engine, run_id, done) is None
+    for batch_id, state in ((successor, B.RUNNING), (ready, B.RUNNING), (not_due, B.PENDING), (blocked, B.PENDING), (queued, B.QUEUED)):
+        assert _state(engine, batch_id)["state"] == state
+    taken = _state(engine, successor)
+    assert taken["lease_owner"] == "slot" and taken["lease_until"] is not None and taken["first_try_at"] is not None
+
+
+def test_claim_next_takes_nothing_from_a_run_that_is_not_running(engine: Engine) -> None:
+    run_id = _run(engine)
+    done = _batch(engine, run_id, seq=1, state=B.DONE)
+    ready = _batch(engine, run_id, seq=2, state=B.PENDING)
+    with engine.begin() as conn:
+        assert runs.pause_run(conn, run_id, "paused by a test")
+    assert _take(engine, run_id, done) is None
+    assert _state(engine, ready)["state"] == B.PENDING
