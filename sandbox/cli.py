@@ -6,11 +6,8 @@ import os
 
 import click
 
-from sandbox.app import create_app
-from sandbox.config import SandboxConfig, StoreMode, valid_token
+from sandbox.config import TOKEN_ENV, SandboxConfig, StoreMode, valid_token
 from sandbox.faults import LOST_MODES, FaultConfig
-from sandbox.routes.guard import TOKEN_ENV
-from sandbox.server import serve
 from sandbox.wire import MRR_UNITS, OFFSET_MODES, SHAPES, WireConfig
 
 KEYS_ENV = "SANDBOX_KEYS"
@@ -270,4 +267,8 @@ def sandbox_command(
         faults=faults,
         store=StoreMode(store_mode),
     )
+    # The web server is imported here, not with the module: `growpanel-backfill --help` lists this command.
+    from sandbox.app import create_app
+    from sandbox.server import serve
+
     serve(create_app(config), host, port, log_level, access_log, http_impl, loop_impl)

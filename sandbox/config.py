@@ -8,6 +8,9 @@ from enum import StrEnum
 from sandbox.faults import FaultConfig
 from sandbox.wire import WireConfig
 
+TOKEN_ENV = "SANDBOX_INSPECT_TOKEN"
+"""Where the CLI reads the inspection token when --inspect-token is not given (keeps it off argv)."""
+
 
 def valid_token(token: str) -> bool:
     """Whether a token can travel in an HTTP header unchanged: printable ASCII, no whitespace."""

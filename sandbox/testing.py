@@ -17,7 +17,8 @@ from typing import IO
 import httpx
 from starlette.applications import Starlette
 
-from sandbox.routes.guard import TOKEN_ENV, TOKEN_HEADER
+from sandbox.config import TOKEN_ENV
+from sandbox.routes.guard import TOKEN_HEADER
 from sandbox.server import READY_PREFIX
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

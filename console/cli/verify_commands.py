@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 import orjson
-import sqlalchemy.exc
 
 from console.cli import EXIT_CONFIG, fail
 from console.cli import context as ctx
@@ -79,6 +78,7 @@ def _run(run_id: int | None, options: Any) -> Any:
 def _attempt(work: Any) -> tuple[Any, str | None]:
     """(report, None), or (None, why the check could not finish) for every failure we can name."""
     import psycopg
+    import sqlalchemy.exc
 
     try:
         return work(), None

@@ -12,8 +12,6 @@ from starlette.routing import BaseRoute, Route
 from sandbox.errors import ApiError
 
 TOKEN_HEADER = "X-Sandbox-Token"
-TOKEN_ENV = "SANDBOX_INSPECT_TOKEN"
-"""Where the CLI reads the token when --inspect-token is not given (keeps it off argv)."""
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
