@@ -48,9 +48,16 @@ def _database_problem(exc: Exception) -> str:
     if "does not exist" in text and ("relation" in text or "table" in text):
         return "the state database is not migrated: run `growpanel-backfill migrate` first"
     if isinstance(exc, sqlalchemy.exc.OperationalError):
-        lines = [line for line in text.splitlines() if line.strip()]
-        return f"DATABASE_URL: cannot use the state database: {lines[-1] if lines else first}"
+        return f"DATABASE_URL: cannot use the state database: {connection_failure(text)}"
     return f"state database error: {first}"
+
+
+def connection_failure(text: str) -> str:
+    """The line of a libpq connection error that names the server and why ("... port 5432 failed:
+    Connection refused"), else its first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    failed = [line for line in lines if "failed:" in line]
+    return (failed or lines or ["cannot connect"])[0]
 
 
 def _is_database_error(exc: Exception) -> bool:

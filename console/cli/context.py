@@ -71,9 +71,7 @@ def _problem(exc: Exception) -> ConfigError:
     if exc.sqlstate == "42P01":
         return ConfigError("the state database is not migrated: run `growpanel-backfill migrate` first")
     if exc.sqlstate is None:
-        # libpq's first line names the server and why ("... port 5432 failed: Connection refused").
-        failed = [line for line in lines if "failed:" in line]
-        return ConfigError(f"DATABASE_URL: cannot use the state database: {(failed or lines or ['cannot connect'])[0]}")
+        return ConfigError(f"DATABASE_URL: cannot use the state database: {cli.connection_failure(text)}")
     return ConfigError(f"state database error: {lines[0] if lines else exc.sqlstate}")
 
 
@@ -149,8 +147,7 @@ def state_connection(s: Settings) -> Any:
     except psycopg.ProgrammingError:
         raise ConfigError("DATABASE_URL is malformed") from None
     except psycopg.OperationalError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise ConfigError(f"DATABASE_URL: cannot use the state database: {lines[-1] if lines else 'cannot connect'}") from None
+        raise ConfigError(f"DATABASE_URL: cannot use the state database: {cli.connection_failure(str(exc))}") from None
     try:
         conn.execute("SELECT 1 FROM runs LIMIT 1")
         conn.rollback()

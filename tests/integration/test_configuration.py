@@ -23,7 +23,8 @@ def _one_line_exit_3(result) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("DATABASE_URL", "postgresql://127.0.0.1:1/nowhere", "DATABASE_URL: cannot use the state database"),
+        # The line of libpq's message that names the server, not its hint ("Is the server running ...?").
+        ("DATABASE_URL", "postgresql://127.0.0.1:1/nowhere", 'DATABASE_URL: cannot use the state database: connection failed: connection to server at "127.0.0.1", port 1 failed'),
         ("DATABASE_URL", "mysql://x/y", "DATABASE_URL is malformed"),
         ("SOURCE_DATABASE_URL", "postgresql://127.0.0.1:5432/no_such_database_gpbt", "SOURCE_DATABASE_URL: cannot connect"),
         ("CELERY_BROKER_URL", "redis://127.0.0.1:1/0", "CELERY_BROKER_URL: the broker does not answer"),
