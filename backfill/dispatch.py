@@ -33,7 +33,7 @@ def advance(engine: Engine, run_id: int, publisher: Publisher, max_in_flight: in
 def advance_on(conn: Connection, run_id: int, publisher: Publisher, max_in_flight: int) -> list[BatchRef]:
     """`advance` on a connection the caller already holds (a worker's, after its batch)."""
     with conn.begin():
-        refs = _advance_locked(conn, run_id, max_in_flight)
+        refs, _ = _advance_locked(conn, run_id, max_in_flight)
     for ref in refs:
         publisher.publish_batch(ref)
     return refs
@@ -54,24 +54,21 @@ def advance_after(
     The batches already queued keep their messages, for idle slots and for the slots that come back
     to the queue (`workers.posting`: after `ctx.serve_seconds`).
     """
-    taken: list[Row[Any]] = []
-
-    def take(stage: str) -> bool:
-        row = store.claim_next(conn, run_id, stage, done_id, owner, lease_seconds)
-        if row is not None:
-            taken.append(row)
-        return row is not None
-
     with conn.begin():
-        refs = _advance_locked(conn, run_id, max_in_flight, take)
+        refs, taken = _advance_locked(
+            conn, run_id, max_in_flight, lambda stage: store.claim_next(conn, run_id, stage, done_id, owner, lease_seconds)
+        )
     for ref in refs:
         publisher.publish_batch(ref)
-    return taken[0] if taken else None
+    return taken
 
 
-def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Callable[[str], bool] | None = None) -> list[BatchRef]:
+def _advance_locked(
+    conn: Connection, run_id: int, max_in_flight: int, take: Callable[[str], Row[Any] | None] | None = None
+) -> tuple[list[BatchRef], Row[Any] | None]:
+    """The batches queued (to publish after commit), and the one `take` claimed for the caller, if any."""
     if not runs.lock_running(conn, run_id):
-        return []
+        return [], None
     # A statement of its own, after the lock: in READ COMMITTED it sees what the transaction that held
     # the lock before us committed (a subquery of the locking statement would not).
     # The stage and its in-flight count in one round trip (one snapshot, too).
@@ -87,7 +84,8 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Cal
         ),
         {"id": run_id},
     ).one()
-    if take is not None and done_at is None and in_flight < max_in_flight and take(stage):
+    taken = take(stage) if take is not None and done_at is None and in_flight < max_in_flight else None
+    if taken is not None:
         in_flight += 1
     # The stage can only be over when nothing of it is in flight: only then look further.
     while done_at is not None or (produced and not in_flight and not store.has_open_batches(conn, run_id, stage)):
@@ -96,7 +94,7 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Cal
         index = STAGES.index(stage)
         if index + 1 == len(STAGES):
             _finish_run(conn, run_id)
-            return []
+            return [], taken
         stage = STAGES[index + 1]
         runs.open_stage(conn, run_id, stage)
         produced, done_at = conn.execute(
@@ -104,9 +102,7 @@ def _advance_locked(conn: Connection, run_id: int, max_in_flight: int, take: Cal
         ).one()
         in_flight = store.in_flight(conn, run_id, stage)
     room = max_in_flight - in_flight
-    if room <= 0:
-        return []
-    return store.queue_ready(conn, run_id, stage, room)
+    return (store.queue_ready(conn, run_id, stage, room) if room > 0 else []), taken
 
 
 def _finish_run(conn: Connection, run_id: int) -> None:

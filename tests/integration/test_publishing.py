@@ -13,16 +13,10 @@ from pathlib import Path
 from backfill.broker import RedisPublisher
 from backfill.messages import BatchRef
 from tests.integration.scenarios import CUSTOMERS, INVOICES, PLANS
+from tests.support.imports import top_level_packages
 from tests.support.services import Database, wait_until
 from tests.support.sources import build_source, mapping_file
 from tests.support.stack import SandboxView, Stack
-
-
-def _imported(stderr: str) -> set[str]:
-    """The top-level packages a `PYTHONPROFILEIMPORTTIME=1` process imported."""
-    names = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", stderr, re.MULTILINE)}
-    assert "console" in names, "importtime printed nothing"
-    return names
 
 
 def test_start_publishes_without_importing_celery_and_a_worker_runs_the_run(
@@ -35,7 +29,7 @@ def test_start_publishes_without_importing_celery_and_a_worker_runs_the_run(
     run_id = int(result.stdout.strip())
     # Then `start` loaded neither Celery nor kombu (~0.1 s of the 0.5 s to the first request) nor SQLAlchemy
     # (~0.15 s: the run is created with psycopg) nor the workers, and wrote the message with redis-py,
-    imported = _imported(result.stderr)
+    imported = top_level_packages(result.stderr)
     heavy = {"celery", "kombu", "billiard", "vine", "sqlalchemy", "workers"}
     assert not imported & heavy, sorted(imported & heavy)
     assert {"redis", "psycopg"} <= imported
